@@ -1,0 +1,130 @@
+"""The error taxonomy: one class per thing that can go wrong, each with the one message a user sees.
+
+Every message says what happened and what to do next. None ever contains a token or key: callers pass only
+non-secret facts (status codes, the service's own error text, file paths).
+"""
+
+from __future__ import annotations
+
+
+class KimiMcpError(Exception):
+    """Base of every error kimi-mcp reports to a user. `str(err)` is the user-facing message."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class SettingsError(KimiMcpError):
+    """A setting has a value that is not allowed (the message names the variable)."""
+
+
+class LoginRequired(KimiMcpError):
+    """No usable credential: neither an API key nor a valid stored login."""
+
+    def __init__(self, reason: str = "No Kimi credentials are configured.") -> None:
+        super().__init__(
+            f"{reason} Set KIMI_API_KEY to a Kimi Code API key, or run `kimi-mcp login` in a terminal "
+            "(or read the kimi://login resource) to log in with your Kimi account."
+        )
+
+
+class LoginFailed(KimiMcpError):
+    """The device login ended without a token (denied, expired code, service error)."""
+
+
+class CredentialsCorrupt(KimiMcpError):
+    def __init__(self, path: str, detail: str) -> None:
+        super().__init__(
+            f"The stored Kimi login at {path} cannot be read ({detail}). "
+            "Run `kimi-mcp login` to log in again; the file is left untouched until then."
+        )
+
+
+class UpstreamError(KimiMcpError):
+    """Kimi answered with an error or could not be reached."""
+
+    def __init__(self, message: str, *, status: int | None = None, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retryable = retryable
+
+
+class Unauthorized(UpstreamError):
+    def __init__(self) -> None:
+        super().__init__(
+            "Kimi rejected the credentials (401) even after a token refresh. "
+            "Check KIMI_API_KEY, or run `kimi-mcp login` to log in again.",
+            status=401,
+        )
+
+
+class MembershipExpired(UpstreamError):
+    def __init__(self) -> None:
+        super().__init__(
+            "Kimi says the membership behind these credentials has expired (402). "
+            "Renew the Kimi Code plan, or use a different KIMI_API_KEY.",
+            status=402,
+        )
+
+
+class ClientRefused(UpstreamError):
+    def __init__(self, detail: str) -> None:
+        super().__init__(
+            f"Kimi refused this client (403: {detail}). Use a Kimi Code API key (KIMI_API_KEY) on the "
+            "Anthropic surface (KIMI_CODE_PROTOCOL=anthropic), the path Moonshot sanctions for third-party tools.",
+            status=403,
+        )
+
+
+class RateLimited(UpstreamError):
+    def __init__(self, retry_after: float | None) -> None:
+        wait = f" Kimi asked to wait {retry_after:.0f} s." if retry_after else ""
+        super().__init__(
+            f"Kimi is rate-limiting requests (429) and retries did not get through.{wait} Try again shortly.",
+            status=429,
+            retryable=True,
+        )
+        self.retry_after = retry_after
+
+
+class QuotaExceeded(UpstreamError):
+    def __init__(self, detail: str) -> None:
+        super().__init__(
+            f"The Kimi Code plan's quota is used up (429: {detail}). "
+            "Call kimi_login_status to see when the 5-hour window resets.",
+            status=429,
+        )
+
+
+class ServiceUnavailable(UpstreamError):
+    def __init__(self, detail: str, status: int | None = None) -> None:
+        super().__init__(
+            f"Kimi could not answer ({detail}) after retries. This is usually temporary: try again in a minute.",
+            status=status,
+            retryable=True,
+        )
+
+
+class BadRequest(UpstreamError):
+    def __init__(self, detail: str, status: int = 400) -> None:
+        super().__init__(
+            f"Kimi rejected the request ({status}: {detail}). Shorten the prompt or check the arguments.",
+            status=status,
+        )
+
+
+class IncompleteStream(UpstreamError):
+    def __init__(self) -> None:
+        super().__init__(
+            "Kimi's reply stream ended before the reply was complete (no stop reason). Call again to retry.",
+            retryable=True,
+        )
+
+
+class ConversationNotFound(KimiMcpError):
+    def __init__(self, conversation_id: str) -> None:
+        super().__init__(
+            f"No conversation with id {conversation_id!r} exists (it may have expired). Read the "
+            "kimi://conversations resource to list recent ids, or omit conversation_id to start a new one."
+        )

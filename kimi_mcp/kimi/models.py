@@ -1,0 +1,74 @@
+"""Wire-neutral chat data: what a conversation holds and what a chat call takes and returns.
+
+A user turn holds content blocks, not a string, so media (ms:// references) can join text later without a
+change of shape. Each wire module turns these into its own JSON.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from kimi_mcp.settings import ThinkingLevel
+
+
+class TextBlock(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    type: Literal["text"] = "text"
+    text: str
+
+
+ContentBlock = Annotated[TextBlock, Field(discriminator="type")]
+
+
+class Message(BaseModel):
+    """One message of the history sent to Kimi."""
+
+    model_config = ConfigDict(frozen=True)
+    role: Literal["user", "assistant"]
+    content: list[ContentBlock]
+
+
+class Usage(BaseModel):
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+
+    @property
+    def prompt_tokens(self) -> int:
+        """All tokens of the prompt: the fresh ones plus those read from the cache."""
+        return self.input_tokens + self.cache_read_tokens
+
+    @property
+    def cache_hit_ratio(self) -> float:
+        total = self.prompt_tokens
+        return round(self.cache_read_tokens / total, 4) if total else 0.0
+
+
+class ChatRequest(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    model: str
+    messages: list[Message]
+    system: str | None = None
+    thinking: ThinkingLevel = "off"
+    max_output_tokens: int | None = None
+    cache_key: str | None = None
+
+
+class ChatResult(BaseModel):
+    text: str
+    model: str
+    stop_reason: str
+    usage: Usage
+    thinking: str | None = None
+    note: str | None = None
+
+
+class StreamProgress(BaseModel):
+    """What a streaming call has produced so far; handed to the caller's progress callback."""
+
+    phase: Literal["waiting", "thinking", "answering"]
+    text_chars: int = 0
+    thinking_chars: int = 0
+    output_tokens: int = 0
