@@ -1,0 +1,48 @@
+"""The one httpx2 client every call to Kimi and its OAuth host goes through.
+
+It carries our identity headers and a last guard on every outgoing request: whatever an SDK or the
+environment added, the request leaves with our User-Agent and X-Msh-* values, no `x-api-key`, and none of the
+headers an `ANTHROPIC_CUSTOM_HEADERS` variable would smuggle in (kimi-wire.md §2, §4).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+import httpx2
+
+from kimi_mcp.identity import request_headers
+from kimi_mcp.settings import Settings
+
+_CONNECT_TIMEOUT = 15.0
+
+
+def _foreign_header_names(environ: Mapping[str, str]) -> frozenset[str]:
+    """Header names an SDK would read from the environment; they must never reach Kimi."""
+    names = set()
+    for line in environ.get("ANTHROPIC_CUSTOM_HEADERS", "").splitlines():
+        name, sep, _ = line.partition(":")
+        if sep and name.strip():
+            names.add(name.strip().lower())
+    return frozenset(names)
+
+
+def build_http_client(settings: Settings, *, timeout: float | None = None) -> httpx2.AsyncClient:
+    identity = request_headers(settings.home, settings.custom_headers)
+    ours = {name.lower() for name in identity}
+    foreign = _foreign_header_names(os.environ) - ours
+
+    async def guard(request: httpx2.Request) -> None:
+        for name in foreign:
+            request.headers.pop(name, None)
+        request.headers.pop("x-api-key", None)
+        request.headers.update(identity)
+
+    read_timeout = timeout if timeout is not None else settings.timeout_seconds
+    return httpx2.AsyncClient(
+        headers=identity,
+        timeout=httpx2.Timeout(read_timeout, connect=_CONNECT_TIMEOUT),
+        event_hooks={"request": [guard]},
+        follow_redirects=False,
+    )
