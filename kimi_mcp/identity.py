@@ -20,9 +20,7 @@ from kimi_mcp.fs import ensure_private_dir, write_private_file
 USER_AGENT = f"kimi-mcp/{__version__}"
 PLATFORM = "kimi_mcp"
 
-_PROTECTED = frozenset(
-    {"user-agent", "authorization", "x-api-key", "content-type", "accept", "anthropic-version"}
-)
+_PROTECTED = frozenset({"user-agent", "authorization", "x-api-key", "content-type", "accept", "anthropic-version"})
 _DEVICE_ID_FILE = "device_id"
 _DEVICE_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 
@@ -45,7 +43,7 @@ def device_model() -> str:
     if system == "Darwin":
         return f"macOS {platform.mac_ver()[0]} {arch}"
     if system == "Windows":
-        build = int((platform.version().split(".") + ["0", "0", "0"])[2] or 0)
+        build = int([*platform.version().split("."), "0", "0", "0"][2] or 0)
         return f"Windows {'11' if build >= 22000 else '10'} {arch}"
     return f"{system} {platform.release()} {arch}"
 

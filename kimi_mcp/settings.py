@@ -53,9 +53,7 @@ class Settings(BaseModel):
     oauth_client_id: str = Field(
         DEFAULT_OAUTH_CLIENT_ID, validation_alias=_env("KIMI_CODE_OAUTH_CLIENT_ID", "oauth_client_id")
     )
-    protocol: Literal["anthropic"] = Field(
-        "anthropic", validation_alias=_env("KIMI_CODE_PROTOCOL", "protocol")
-    )
+    protocol: Literal["anthropic"] = Field("anthropic", validation_alias=_env("KIMI_CODE_PROTOCOL", "protocol"))
     debug: bool = Field(False, validation_alias=_env("KIMI_CODE_DEBUG", "debug"))
     custom_headers: dict[str, str] = Field(
         default_factory=dict, validation_alias=_env("KIMI_CODE_CUSTOM_HEADERS", "custom_headers")

@@ -1,0 +1,182 @@
+"""The Anthropic wire: `POST {base}/v1/messages` through the `anthropic` SDK (kimi-wire.md §1, §4, §5, §8).
+
+The SDK is imported here, at first use, never at server start (it costs about a second). It is always built
+explicitly: our httpx2 client, our base URL, a Bearer token; so nothing is read from `ANTHROPIC_*` variables
+or Anthropic profile files, and no `x-api-key` header is ever sent.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import httpx2
+
+from kimi_mcp import errors
+from kimi_mcp.kimi.models import ChatRequest, ChatResult, Message, StreamProgress, Usage
+from kimi_mcp.kimi.sanitize import TextBlockFilter
+from kimi_mcp.settings import CONTEXT_WINDOW_TOKENS
+
+if TYPE_CHECKING:
+    from anthropic import AsyncAnthropic
+
+ProgressCallback = Callable[[StreamProgress], Awaitable[None]]
+
+# Output budget (kimi-wire.md §5): what is left of the context, estimated at ~3 bytes a token to stay on the
+# safe side, never below a floor that still leaves room for an answer.
+_BYTES_PER_TOKEN_ESTIMATE = 3
+_MIN_OUTPUT_TOKENS = 4096
+_PLACEHOLDER_NOTE = "Kimi produced only thinking and no answer text for this turn."
+
+
+def build_sdk(*, token: str, base_url: str, http: httpx2.AsyncClient, max_retries: int) -> AsyncAnthropic:
+    from anthropic import AsyncAnthropic
+
+    # auth_token and base_url are passed explicitly: with them set, the SDK consults neither
+    # ANTHROPIC_API_KEY/ANTHROPIC_AUTH_TOKEN/ANTHROPIC_BASE_URL nor any profile (kimi-wire.md §4).
+    return AsyncAnthropic(
+        auth_token=token, base_url=base_url, http_client=http, max_retries=max_retries, timeout=http.timeout
+    )
+
+
+def _message_json(message: Message) -> dict[str, Any]:
+    return {"role": message.role, "content": [block.model_dump(mode="json") for block in message.content]}
+
+
+def output_budget(prompt_bytes: int, requested: int | None) -> int:
+    left = CONTEXT_WINDOW_TOKENS - prompt_bytes // _BYTES_PER_TOKEN_ESTIMATE
+    budget = max(left, _MIN_OUTPUT_TOKENS)
+    return min(requested, budget) if requested else budget
+
+
+def thinking_fields(level: str, efforts: frozenset[str]) -> dict[str, Any]:
+    """§5: the Anthropic surface does not think unless asked; efforts go only where the model lists them."""
+    if level == "off":
+        return {}
+    if level in efforts:
+        return {"thinking": {"type": "adaptive"}, "output_config": {"effort": level}}
+    return {"thinking": {"type": "enabled"}}
+
+
+def build_body(request: ChatRequest, *, efforts: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """The JSON body (minus `stream`) for one turn. Deterministic: the same request gives the same bytes."""
+    body: dict[str, Any] = {"model": request.model}
+    if request.system:
+        body["system"] = request.system
+    body["messages"] = [_message_json(m) for m in request.messages]
+    prompt_bytes = len(json.dumps(body, ensure_ascii=False).encode())
+    body["max_tokens"] = output_budget(prompt_bytes, request.max_output_tokens)
+    body.update(thinking_fields(request.thinking, efforts))
+    if request.cache_key:
+        body["prompt_cache_key"] = request.cache_key  # top level, kimi-wire.md §6
+    return body
+
+
+def _sdk_params(body: dict[str, Any]) -> dict[str, Any]:
+    """Split our body into the SDK's typed parameters and `extra_body` (merged at the JSON top level)."""
+    typed = {"model", "system", "messages", "max_tokens", "thinking"}
+    params = {key: value for key, value in body.items() if key in typed}
+    extra = {key: value for key, value in body.items() if key not in typed}
+    if extra:
+        params["extra_body"] = extra
+    return params
+
+
+async def stream_chat(sdk: AsyncAnthropic, body: dict[str, Any], on_progress: ProgressCallback | None) -> ChatResult:
+    """Stream one reply; the text is cleaned of placeholder blocks as it arrives (kimi-wire.md §8)."""
+    state = _StreamState(model=body["model"], on_progress=on_progress)
+    stream = await sdk.messages.create(stream=True, **_sdk_params(body))
+    async with stream:
+        async for event in stream:
+            await state.handle(event)
+    return state.result()
+
+
+class _StreamState:
+    def __init__(self, model: str, on_progress: ProgressCallback | None) -> None:
+        self.model = model
+        self.on_progress = on_progress
+        self.text: list[str] = []
+        self.thinking: list[str] = []
+        self.usage = Usage()
+        self.stop_reason: str | None = None
+        self.block_type: str | None = None
+        self.block_filter = TextBlockFilter()
+        self.hid_placeholder = False
+
+    async def handle(self, event: Any) -> None:
+        kind = event.type
+        if kind == "message_start":
+            usage = event.message.usage
+            self.model = event.message.model or self.model
+            self.usage.input_tokens = usage.input_tokens or 0
+            self.usage.cache_read_tokens = getattr(usage, "cache_read_input_tokens", None) or 0
+        elif kind == "content_block_start":
+            self.block_type = event.content_block.type
+            if self.block_type == "text":
+                self.block_filter = TextBlockFilter()
+                await self._add_text(getattr(event.content_block, "text", "") or "")
+        elif kind == "content_block_delta":
+            delta = event.delta
+            if delta.type == "text_delta":
+                await self._add_text(delta.text)
+            elif delta.type == "thinking_delta":
+                self.thinking.append(delta.thinking)
+                await self._report("thinking")
+        elif kind == "content_block_stop":
+            if self.block_type == "text":
+                self.text.append(self.block_filter.close())
+                self.hid_placeholder |= self.block_filter.hidden
+            self.block_type = None
+        elif kind == "message_delta":
+            self.stop_reason = event.delta.stop_reason or self.stop_reason
+            if event.usage is not None and event.usage.output_tokens is not None:
+                self.usage.output_tokens = event.usage.output_tokens
+
+    async def _add_text(self, delta: str) -> None:
+        shown = self.block_filter.feed(delta)
+        if shown:
+            self.text.append(shown)
+            await self._report("answering")
+
+    async def _report(self, phase: str) -> None:
+        if self.on_progress is None:
+            return
+        await self.on_progress(
+            StreamProgress(
+                phase=phase,  # type: ignore[arg-type]
+                text_chars=sum(map(len, self.text)),
+                thinking_chars=sum(map(len, self.thinking)),
+                output_tokens=self.usage.output_tokens,
+            )
+        )
+
+    def result(self) -> ChatResult:
+        if self.stop_reason is None:
+            raise errors.IncompleteStream()
+        text = "".join(self.text)
+        note = _PLACEHOLDER_NOTE if self.hid_placeholder and not text.strip() else None
+        return ChatResult(
+            text=text,
+            model=self.model,
+            stop_reason=self.stop_reason,
+            usage=self.usage,
+            thinking="".join(self.thinking) or None,
+            note=note,
+        )
+
+
+def map_sdk_error(exc: Exception) -> Exception | None:
+    """Our error for an SDK exception (`Rejected` for a 401), or None if it is not the SDK's."""
+    import anthropic
+
+    from kimi_mcp.kimi.upstream import error_for_response
+
+    if isinstance(exc, anthropic.APIStatusError):
+        return error_for_response(exc.status_code, exc.body if exc.body is not None else b"", exc.response.headers)
+    if isinstance(exc, anthropic.APITimeoutError):
+        return errors.ServiceUnavailable("timed out")
+    if isinstance(exc, anthropic.APIConnectionError):
+        return errors.ServiceUnavailable("connection failed")
+    return None
