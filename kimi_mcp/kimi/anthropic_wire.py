@@ -126,7 +126,10 @@ class _StreamState:
                 await self._report("thinking")
         elif kind == "content_block_stop":
             if self.block_type == "text":
-                self.text.append(self.block_filter.close())
+                released = self.block_filter.close()
+                if released:
+                    self.text.append(released)
+                    await self._report("answering", released)
                 self.hid_placeholder |= self.block_filter.hidden
             self.block_type = None
         elif kind == "message_delta":
@@ -138,14 +141,15 @@ class _StreamState:
         shown = self.block_filter.feed(delta)
         if shown:
             self.text.append(shown)
-            await self._report("answering")
+            await self._report("answering", shown)
 
-    async def _report(self, phase: str) -> None:
+    async def _report(self, phase: str, new_text: str = "") -> None:
         if self.on_progress is None:
             return
         await self.on_progress(
             StreamProgress(
                 phase=phase,  # type: ignore[arg-type]
+                new_text=new_text,
                 text_chars=sum(map(len, self.text)),
                 thinking_chars=sum(map(len, self.thinking)),
                 output_tokens=self.usage.output_tokens,

@@ -69,6 +69,7 @@ class StreamProgress(BaseModel):
     """What a streaming call has produced so far; handed to the caller's progress callback."""
 
     phase: Literal["waiting", "thinking", "answering"]
+    new_text: str = ""  # the answer text shown since the previous callback (for printing as it streams)
     text_chars: int = 0
     thinking_chars: int = 0
     output_tokens: int = 0

@@ -1,0 +1,57 @@
+"""Progress for long calls: hosts reset their tool timeout on progress, not on logs (design.md).
+
+A heartbeat goes out at least every `HEARTBEAT_SECONDS` while waiting, and streamed counts as they grow
+(throttled). The progress value only ever increases, as the MCP spec requires.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import anyio
+from mcp.server.mcpserver import Context
+
+from kimi_mcp.kimi.models import StreamProgress
+
+HEARTBEAT_SECONDS = 5.0
+_MIN_INTERVAL_SECONDS = 0.5
+logger = logging.getLogger(__name__)
+
+
+class ProgressReporter:
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
+        self._started = time.monotonic()
+        self._last_sent = 0.0
+        self._count = 0
+        self._latest = StreamProgress(phase="waiting")
+
+    def message(self) -> str:
+        p = self._latest
+        elapsed = time.monotonic() - self._started
+        if p.phase == "waiting":
+            return f"Waiting for Kimi… {elapsed:.0f} s"
+        if p.phase == "thinking":
+            return f"Kimi is thinking… {p.thinking_chars} chars of thinking, {elapsed:.0f} s"
+        return f"Kimi is answering… {p.text_chars} chars, {elapsed:.0f} s"
+
+    async def update(self, progress: StreamProgress) -> None:
+        self._latest = progress
+        if time.monotonic() - self._last_sent >= _MIN_INTERVAL_SECONDS:
+            await self._send()
+
+    async def heartbeat(self) -> None:
+        """Runs until cancelled: a progress notification at least every HEARTBEAT_SECONDS."""
+        while True:
+            await anyio.sleep(max(0.0, self._last_sent + HEARTBEAT_SECONDS - time.monotonic()))
+            if time.monotonic() - self._last_sent >= HEARTBEAT_SECONDS - 0.01:
+                await self._send()
+
+    async def _send(self) -> None:
+        self._count += 1
+        self._last_sent = time.monotonic()
+        try:
+            await self._ctx.report_progress(self._count, None, self.message())
+        except Exception:  # a progress hiccup must never fail the call itself
+            logger.debug("progress notification failed", exc_info=True)

@@ -1,0 +1,93 @@
+"""The MCP resources: the login state and the conversations (full transcripts, untruncated replies)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+from mcp.server import MCPServer
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ResourceError
+
+from kimi_mcp import errors
+from kimi_mcp.server.app import AppState
+from kimi_mcp.server.login_prompt import login_resource_state
+from kimi_mcp.server.output import CONVERSATIONS_URI, render_transcript
+
+_RECENT_LIMIT = 50
+
+
+def _state(ctx: Context) -> AppState:
+    return ctx.request_context.lifespan_context  # type: ignore[no-any-return]
+
+
+async def login(ctx: Context) -> str:
+    """Login state as JSON; reading it while logged out starts a device login and shows its URL and code."""
+    return json.dumps(await login_resource_state(_state(ctx)), indent=2)
+
+
+async def conversations(ctx: Context) -> str:
+    """Recent conversations, most recent first, as JSON."""
+    summaries = await _state(ctx).store.recent(_RECENT_LIMIT)
+    items = [
+        {
+            "id": s.id,
+            "uri": f"{CONVERSATIONS_URI}/{s.id}",
+            "first_prompt_line": s.first_prompt_line,
+            "updated_at": datetime.fromtimestamp(s.updated_at, UTC).isoformat(),
+            "turns": s.turns,
+            "model": s.model,
+        }
+        for s in summaries
+    ]
+    return json.dumps({"conversations": items}, indent=2, ensure_ascii=False)
+
+
+async def conversation(conversation_id: str, ctx: Context) -> str:
+    """The whole transcript as Markdown."""
+    try:
+        return render_transcript(await _state(ctx).store.load(conversation_id))
+    except errors.ConversationNotFound as exc:
+        raise ResourceError(exc.message) from None
+
+
+async def conversation_turn(conversation_id: str, turn: int, ctx: Context) -> str:
+    """One turn's full reply text, exactly as Kimi sent it."""
+    try:
+        loaded = await _state(ctx).store.load(conversation_id)
+    except errors.ConversationNotFound as exc:
+        raise ResourceError(exc.message) from None
+    if not 1 <= turn <= len(loaded.turns):
+        raise ResourceError(f"Conversation {conversation_id} has turns 1 to {len(loaded.turns)}; no turn {turn}.")
+    return loaded.turns[turn - 1].assistant_text
+
+
+def register(server: MCPServer[AppState]) -> None:
+    server.resource(
+        "kimi://login",
+        name="kimi-login",
+        title="Kimi login",
+        description="Login state. Reading it while logged out starts a device login and returns the URL and code.",
+        mime_type="application/json",
+    )(login)
+    server.resource(
+        CONVERSATIONS_URI,
+        name="kimi-conversations",
+        title="Kimi conversations",
+        description="Recent kimi_chat conversations (id, first prompt line, updated, turns).",
+        mime_type="application/json",
+    )(conversations)
+    server.resource(
+        CONVERSATIONS_URI + "/{conversation_id}",
+        name="kimi-conversation",
+        title="Kimi conversation transcript",
+        description="A whole conversation as Markdown, replies untruncated.",
+        mime_type="text/markdown",
+    )(conversation)
+    server.resource(
+        CONVERSATIONS_URI + "/{conversation_id}/turns/{turn}",
+        name="kimi-conversation-turn",
+        title="One Kimi reply",
+        description="The full reply text of one turn, exactly as Kimi sent it.",
+        mime_type="text/plain",
+    )(conversation_turn)
