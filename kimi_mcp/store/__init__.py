@@ -1,0 +1,24 @@
+"""Embedded SQLite store in `$KIMI_MCP_HOME/kimi-mcp.sqlite3`, shared by every kimi-mcp process.
+
+`db` owns the file (private modes, WAL, busy timeout, schema migrations, worker threads); `conversations`
+keeps conversations on top of it.
+"""
+
+from kimi_mcp.store.conversations import (
+    Conversation,
+    ConversationStore,
+    ConversationSummary,
+    Turn,
+    is_conversation_id,
+)
+from kimi_mcp.store.db import DB_FILE_NAME, SCHEMA_VERSION
+
+__all__ = [
+    "DB_FILE_NAME",
+    "SCHEMA_VERSION",
+    "Conversation",
+    "ConversationStore",
+    "ConversationSummary",
+    "Turn",
+    "is_conversation_id",
+]

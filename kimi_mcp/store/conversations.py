@@ -1,0 +1,251 @@
+"""Conversations: ordered turns kept exactly as sent, so every replay is byte-identical.
+
+Kimi's prompt cache only hits when each turn replays the same prefix (kimi-wire.md §6): the same system text
+and the same earlier turns. So user content and usage are stored as pydantic JSON and the reply text verbatim
+(the full text, never the copy truncated for the host), and model, wire and system stay as first stored.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import sqlite3
+import time
+from pathlib import Path
+
+from pydantic import BaseModel, Field, TypeAdapter
+
+from kimi_mcp.errors import ConversationNotFound
+from kimi_mcp.kimi.models import ContentBlock, Message, TextBlock, Usage
+from kimi_mcp.store.db import DB_FILE_NAME, Database, transaction
+
+log = logging.getLogger(__name__)
+
+EXPIRY_INTERVAL_SECONDS = 3600.0
+FIRST_LINE_MAX_CHARS = 100
+_ID_PATTERN = re.compile(r"kc_[0-9a-f]{16}")
+_USER_CONTENT = TypeAdapter(list[ContentBlock])
+
+
+class Turn(BaseModel):
+    """One completed exchange. Stored only once the reply is complete, so a cancelled call leaves no trace.
+
+    `created_at` is when the exchange completed; a conversation's `updated_at`, which expiry counts from, is
+    the newest of its turns' `created_at`.
+    """
+
+    user: list[ContentBlock]
+    assistant_text: str
+    thinking: str | None = None
+    stop_reason: str
+    usage: Usage
+    created_at: float = Field(default_factory=time.time)
+
+
+class Conversation(BaseModel):
+    id: str
+    created_at: float
+    updated_at: float
+    model: str
+    wire: str
+    system: str | None
+    turns: list[Turn]
+
+    def messages(self) -> list[Message]:
+        """The history to replay, identical on every call so Kimi's prefix cache hits (kimi-wire.md §6)."""
+        history: list[Message] = []
+        for turn in self.turns:
+            history.append(Message(role="user", content=list(turn.user)))
+            history.append(Message(role="assistant", content=[TextBlock(text=turn.assistant_text)]))
+        return history
+
+
+class ConversationSummary(BaseModel):
+    id: str
+    first_prompt_line: str
+    updated_at: float
+    turns: int
+    model: str
+
+
+def is_conversation_id(value: object) -> bool:
+    """True for ids `ConversationStore.new_id()` makes; anything else never reaches SQL."""
+    return isinstance(value, str) and _ID_PATTERN.fullmatch(value) is not None
+
+
+class ConversationStore:
+    """Conversations in `home/kimi-mcp.sqlite3`. Opens lazily: constructing one does no I/O."""
+
+    def __init__(self, home: Path, *, max_age_seconds: float) -> None:
+        if max_age_seconds <= 0:
+            raise ValueError("max_age_seconds must be positive")
+        self.max_age_seconds = float(max_age_seconds)
+        self._db = Database(Path(home) / DB_FILE_NAME)
+        self._next_expiry = 0.0  # time.monotonic() after which append_turn expires old conversations
+
+    @staticmethod
+    def new_id() -> str:
+        """A fresh, URL-safe id; it doubles as the `prompt_cache_key` (kimi-wire.md §6)."""
+        return "kc_" + secrets.token_hex(8)
+
+    async def load(self, conversation_id: str) -> Conversation:
+        """The conversation with all its turns; `ConversationNotFound` if unknown, malformed or expired."""
+        if not is_conversation_id(conversation_id):
+            raise ConversationNotFound(_shortened(conversation_id))
+        cutoff = self._cutoff()
+        found = await self._db.run(lambda conn: _load(conn, conversation_id, cutoff))
+        if found is None:
+            raise ConversationNotFound(conversation_id)
+        return found
+
+    async def append_turn(self, conversation_id: str, *, model: str, wire: str, system: str | None, turn: Turn) -> int:
+        """Store `turn` (creating the conversation on its first turn) and return its 1-based index.
+
+        One transaction: a concurrent writer in any process gets the next index, never the same one.
+        model, wire and system stay as first stored, since changing them would break the cached prefix.
+        The caller loads (or creates) the id first; a conversation loaded just before it expired is kept
+        alive by this append rather than lost mid-call.
+        """
+        if not is_conversation_id(conversation_id):
+            raise ValueError(f"not a conversation id: {_shortened(conversation_id)!r}")
+        index = await self._db.run(lambda conn: _append(conn, conversation_id, model, wire, system, turn))
+        await self._expire_now_and_then()
+        return index
+
+    async def recent(self, limit: int = 50) -> list[ConversationSummary]:
+        """Live conversations, most recently updated first."""
+        cutoff = self._cutoff()
+        return await self._db.run(lambda conn: _recent(conn, cutoff, max(0, limit)))
+
+    async def expire_old(self) -> int:
+        """Delete conversations not updated for `max_age_seconds`; return how many went."""
+        cutoff = self._cutoff()
+        return await self._db.run(lambda conn: _expire(conn, cutoff))
+
+    async def aclose(self) -> None:
+        """Close the connection. A later call opens it again."""
+        await self._db.aclose()
+
+    def _cutoff(self) -> float:
+        return time.time() - self.max_age_seconds
+
+    async def _expire_now_and_then(self) -> None:
+        """Expire at most once an hour per store: a cheap indexed delete that keeps the file from growing."""
+        if time.monotonic() < self._next_expiry:
+            return
+        self._next_expiry = time.monotonic() + EXPIRY_INTERVAL_SECONDS
+        try:
+            removed = await self.expire_old()
+        except sqlite3.Error as exc:  # the turn is already stored; housekeeping can wait for the next hour
+            log.warning("could not expire old conversations: %s", exc)
+        else:
+            if removed:
+                log.info("expired %d old conversation(s)", removed)
+
+
+def _shortened(value: object) -> str:
+    """A bad id as a user may see it in an error: bounded, whatever was passed."""
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= 64 else text[:64] + "…"
+
+
+def _load(conn: sqlite3.Connection, conversation_id: str, cutoff: float) -> Conversation | None:
+    with transaction(conn, "DEFERRED"):  # one snapshot: the row and its turns agree
+        row = conn.execute(
+            "SELECT created_at, updated_at, model, wire, system FROM conversations WHERE id = ? AND updated_at >= ?",
+            (conversation_id, cutoff),
+        ).fetchone()
+        if row is None:
+            return None
+        turns = conn.execute(
+            "SELECT user_json, assistant_text, thinking, stop_reason, usage_json, created_at FROM turns "
+            "WHERE conversation_id = ? ORDER BY idx",
+            (conversation_id,),
+        ).fetchall()
+    created_at, updated_at, model, wire, system = row
+    return Conversation(
+        id=conversation_id,
+        created_at=created_at,
+        updated_at=updated_at,
+        model=model,
+        wire=wire,
+        system=system,
+        turns=[_turn_from_row(*turn) for turn in turns],
+    )
+
+
+def _turn_from_row(
+    user_json: str, assistant_text: str, thinking: str | None, stop_reason: str, usage_json: str, created_at: float
+) -> Turn:
+    return Turn(
+        user=_USER_CONTENT.validate_json(user_json),
+        assistant_text=assistant_text,
+        thinking=thinking,
+        stop_reason=stop_reason,
+        usage=Usage.model_validate_json(usage_json),
+        created_at=created_at,
+    )
+
+
+def _append(
+    conn: sqlite3.Connection, conversation_id: str, model: str, wire: str, system: str | None, turn: Turn
+) -> int:
+    with transaction(conn, "IMMEDIATE"):
+        row = conn.execute("SELECT turn_count FROM conversations WHERE id = ?", (conversation_id,)).fetchone()
+        index = 1 if row is None else int(row[0]) + 1
+        if row is None:
+            conn.execute(
+                "INSERT INTO conversations VALUES (?, ?, ?, ?, ?, ?, ?, 0)",
+                (conversation_id, turn.created_at, turn.created_at, model, wire, system, _first_line(turn)),
+            )
+        conn.execute(
+            "INSERT INTO turns VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                conversation_id,
+                index,
+                turn.created_at,
+                _USER_CONTENT.dump_json(turn.user).decode(),
+                turn.assistant_text,
+                turn.thinking,
+                turn.stop_reason,
+                turn.usage.model_dump_json(),
+            ),
+        )
+        conn.execute(
+            "UPDATE conversations SET turn_count = ?, updated_at = max(updated_at, ?) WHERE id = ?",
+            (index, turn.created_at, conversation_id),
+        )
+    return index
+
+
+def _first_line(turn: Turn) -> str:
+    """The first non-blank line of the first prompt, for listings."""
+    for block in turn.user:
+        if isinstance(block, TextBlock):
+            for line in block.text.splitlines():
+                if stripped := line.strip():
+                    return stripped if len(stripped) <= FIRST_LINE_MAX_CHARS else stripped[:FIRST_LINE_MAX_CHARS] + "…"
+    return ""
+
+
+def _recent(conn: sqlite3.Connection, cutoff: float, limit: int) -> list[ConversationSummary]:
+    rows = conn.execute(
+        "SELECT id, first_prompt_line, updated_at, turn_count, model FROM conversations "
+        "WHERE updated_at >= ? ORDER BY updated_at DESC, id DESC LIMIT ?",
+        (cutoff, limit),
+    ).fetchall()
+    return [
+        ConversationSummary(id=id_, first_prompt_line=line, updated_at=updated, turns=turns, model=model)
+        for id_, line, updated, turns, model in rows
+    ]
+
+
+def _expire(conn: sqlite3.Connection, cutoff: float) -> int:
+    with transaction(conn, "IMMEDIATE"):
+        # Turns first, explicitly: the cascade needs foreign_keys on, which a hand-opened sqlite3 shell lacks.
+        conn.execute(
+            "DELETE FROM turns WHERE conversation_id IN (SELECT id FROM conversations WHERE updated_at < ?)",
+            (cutoff,),
+        )
+        return conn.execute("DELETE FROM conversations WHERE updated_at < ?", (cutoff,)).rowcount
