@@ -51,6 +51,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             _serve(settings, getattr(args, "transport", "stdio"))
         elif command == "chat":
             anyio.run(_chat, settings, args.prompt, args.system)
+        elif command == "login":
+            from kimi_mcp.commands import login
+
+            login(settings)
         else:
             from kimi_mcp import commands as account_commands
 

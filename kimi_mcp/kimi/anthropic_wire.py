@@ -40,8 +40,14 @@ def build_sdk(*, token: str, base_url: str, http: httpx2.AsyncClient, max_retrie
     )
 
 
+# The Anthropic surface rejects empty text blocks; a thinking-only turn left an empty reply in the history.
+# A fixed stand-in keeps the replayed bytes identical from turn to turn, so the cache still hits (§6).
+EMPTY_REPLY_STAND_IN = "(no answer text)"
+
+
 def _message_json(message: Message) -> dict[str, Any]:
-    return {"role": message.role, "content": [block.model_dump(mode="json") for block in message.content]}
+    blocks = [block.model_dump(mode="json") for block in message.content if block.text]
+    return {"role": message.role, "content": blocks or [{"type": "text", "text": EMPTY_REPLY_STAND_IN}]}
 
 
 def output_budget(prompt_bytes: int, requested: int | None) -> int:

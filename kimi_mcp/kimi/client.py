@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import httpx2
 
-from kimi_mcp import errors
+from kimi_mcp import errors, logs
 from kimi_mcp.http import build_http_client
 from kimi_mcp.kimi import anthropic_wire
 from kimi_mcp.kimi.models import ChatRequest, ChatResult
@@ -123,11 +123,13 @@ class KimiClient:
     async def _authorized(self, call: Callable[[str], Awaitable[T]]) -> T:
         """Run `call` with a token; after a 401, recover the token once and retry once. Never more (§3)."""
         token = await self.tokens.token()
+        logs.register_secret(token)
         try:
             return await self._mapped(call, token)
         except Rejected:
             pass
         token = await self.tokens.recover(token)
+        logs.register_secret(token)
         try:
             return await self._mapped(call, token)
         except Rejected:

@@ -73,13 +73,22 @@ class AppState:
 
 
 def build_server(settings: Settings) -> MCPServer[AppState]:
+    running: list[AppState] = []
+
+    def current_state() -> AppState:
+        if not running:
+            raise RuntimeError("kimi-mcp server state is used outside the server's lifespan")
+        return running[-1]
+
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
         async with anyio.create_task_group() as task_group:
             state = AppState(settings=settings, task_group=task_group)
+            running.append(state)
             try:
                 yield state
             finally:
+                running.remove(state)
                 task_group.cancel_scope.cancel()
                 with anyio.CancelScope(shield=True):
                     await state.aclose()
@@ -95,5 +104,5 @@ def build_server(settings: Settings) -> MCPServer[AppState]:
     from kimi_mcp.server import resources, tools
 
     tools.register(server)
-    resources.register(server)
+    resources.register(server, current_state)
     return server

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from mcp.server import MCPServer
@@ -21,14 +22,14 @@ def _state(ctx: Context) -> AppState:
     return ctx.request_context.lifespan_context  # type: ignore[no-any-return]
 
 
-async def login(ctx: Context) -> str:
+async def login(state: AppState) -> str:
     """Login state as JSON; reading it while logged out starts a device login and shows its URL and code."""
-    return json.dumps(await login_resource_state(_state(ctx)), indent=2)
+    return json.dumps(await login_resource_state(state), indent=2)
 
 
-async def conversations(ctx: Context) -> str:
+async def conversations(state: AppState) -> str:
     """Recent conversations, most recent first, as JSON."""
-    summaries = await _state(ctx).store.recent(_RECENT_LIMIT)
+    summaries = await state.store.recent(_RECENT_LIMIT)
     items = [
         {
             "id": s.id,
@@ -62,21 +63,29 @@ async def conversation_turn(conversation_id: str, turn: int, ctx: Context) -> st
     return loaded.turns[turn - 1].assistant_text
 
 
-def register(server: MCPServer[AppState]) -> None:
+def register(server: MCPServer[AppState], current_state: Callable[[], AppState]) -> None:
+    """Static resources get no Context in mcp 2.x, so they reach the shared state through `current_state`."""
+
+    async def read_login() -> str:
+        return await login(current_state())
+
+    async def read_conversations() -> str:
+        return await conversations(current_state())
+
     server.resource(
         "kimi://login",
         name="kimi-login",
         title="Kimi login",
         description="Login state. Reading it while logged out starts a device login and returns the URL and code.",
         mime_type="application/json",
-    )(login)
+    )(read_login)
     server.resource(
         CONVERSATIONS_URI,
         name="kimi-conversations",
         title="Kimi conversations",
         description="Recent kimi_chat conversations (id, first prompt line, updated, turns).",
         mime_type="application/json",
-    )(conversations)
+    )(read_conversations)
     server.resource(
         CONVERSATIONS_URI + "/{conversation_id}",
         name="kimi-conversation",

@@ -1,0 +1,86 @@
+"""Logging in from inside a host: the device code and URL come back as text (every host can show that), and,
+where the host declares URL-mode elicitation, it is also asked to open the URL (a bonus, design.md)."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from typing import Any
+
+import anyio
+from mcp.server.mcpserver import Context
+from mcp_types import CallToolResult, TextContent
+
+from kimi_mcp import errors
+from kimi_mcp.auth.login import LoginPrompt
+from kimi_mcp.server.app import AppState
+
+logger = logging.getLogger(__name__)
+_ELICITATION_WAIT_SECONDS = 30.0
+
+
+def _instructions(prompt: LoginPrompt) -> str:
+    minutes = max(1, prompt.expires_in // 60)
+    return (
+        f"Open {prompt.verification_uri_complete} and approve the login (code {prompt.user_code}, valid for "
+        f"about {minutes} min). Then call the tool again: no restart is needed."
+    )
+
+
+async def _begin(state: AppState) -> LoginPrompt:
+    return await state.login.begin(state.task_group)
+
+
+async def login_required_result(state: AppState, ctx: Context, reason: errors.LoginRequired) -> CallToolResult:
+    """The isError result of a call made without usable credentials: start (or reuse) the device login."""
+    try:
+        prompt = await _begin(state)
+    except errors.KimiMcpError as exc:
+        text = f"{reason.message} Starting a device login failed too: {exc.message}"
+        return CallToolResult(content=[TextContent(type="text", text=text)], is_error=True)
+    await _ask_host_to_open(ctx, prompt)
+    text = f"Kimi needs a login. {_instructions(prompt)} Alternatively set KIMI_API_KEY to a Kimi Code API key."
+    return CallToolResult(content=[TextContent(type="text", text=text)], is_error=True)
+
+
+async def _ask_host_to_open(ctx: Context, prompt: LoginPrompt) -> None:
+    capabilities = ctx.client_capabilities
+    elicitation = capabilities.elicitation if capabilities else None
+    if elicitation is None or elicitation.url is None:
+        return
+    try:
+        with anyio.move_on_after(_ELICITATION_WAIT_SECONDS):
+            await ctx.elicit_url(
+                message=f"Log in to Kimi for kimi-mcp (code {prompt.user_code}).",
+                url=prompt.verification_uri_complete,
+                elicitation_id=secrets.token_hex(8),
+            )
+    except Exception:  # the text path alone must work; a host that fails the elicitation changes nothing
+        logger.debug("URL elicitation failed", exc_info=True)
+
+
+async def login_resource_state(state: AppState) -> dict[str, Any]:
+    """The `kimi://login` document. Reading it while logged out starts a device login (one at a time)."""
+    auth = await state.kimi.tokens.state()  # type: ignore[attr-defined]
+    document: dict[str, Any] = {
+        "logged_in": auth.logged_in,
+        "method": auth.method,
+        "expires_at": auth.expires_at,
+    }
+    if not auth.logged_in:
+        try:
+            await _begin(state)
+        except errors.KimiMcpError as exc:
+            document["error"] = exc.message
+    status = state.login.status()
+    document.update(
+        login_in_progress=status.login_in_progress,
+        verification_uri_complete=status.verification_uri_complete,
+        user_code=status.user_code,
+        expires_in=status.expires_in,
+    )
+    if status.last_error:
+        document["last_error"] = status.last_error
+    if auth.problem:
+        document["problem"] = auth.problem
+    return document
