@@ -1,0 +1,177 @@
+"""Scripted answers of the fake Kimi service and how they look on the Anthropic wire.
+
+`Reply` and `Fault` are what a test queues with `FakeKimi.script()`; the functions below turn a `Reply` into
+the exact SSE event sequence (or JSON message) of the Anthropic Messages API (kimi-wire.md §1, §8).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+_DELTA_CHARS = 20
+_DEFAULT_TEXT_CHARS = 200
+
+Event = tuple[str, dict[str, Any]]
+
+
+@dataclass
+class Reply:
+    """A scripted /v1/messages answer."""
+
+    text: str = "Hello from fake Kimi."
+    thinking: str | None = None
+    text_deltas: list[str] | None = None
+    stop_reason: str | None = "end_turn"
+    delay: float = 0.0
+    cut_after_events: int | None = None
+    output_tokens: int | None = None
+
+    def deltas(self) -> list[str]:
+        """The text_delta chunks: the scripted ones, else `text` in ~20-char pieces."""
+        if self.text_deltas is not None:
+            return list(self.text_deltas)
+        return _split(self.text)
+
+    def full_text(self) -> str:
+        return "".join(self.text_deltas) if self.text_deltas is not None else self.text
+
+    def usage_output_tokens(self) -> int:
+        if self.output_tokens is not None:
+            return self.output_tokens
+        return len(self.full_text() + (self.thinking or "")) // 4 + 1
+
+
+@dataclass
+class Fault:
+    """A scripted error answer (kimi-wire.md §9), or a connection dropped without any response."""
+
+    status: int
+    error_type: str = "api_error"
+    message: str = "fault injected"
+    retry_after: float | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    drop_connection: bool = False
+
+    def response_headers(self) -> dict[str, str]:
+        headers = dict(self.headers)
+        if self.retry_after is not None:
+            headers["retry-after"] = _format_seconds(self.retry_after)
+        return headers
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Prompt-side token counts of one request, as the emulated prompt cache saw it (kimi-wire.md §6)."""
+
+    input_tokens: int = 0
+    cache_read_input_tokens: int = 0
+
+
+def error_body(error_type: str, message: str) -> dict[str, Any]:
+    """The Anthropic-style error envelope Kimi's Anthropic surface answers with."""
+    return {"type": "error", "error": {"type": error_type, "message": message}}
+
+
+def default_reply(request: dict[str, Any]) -> Reply:
+    """The deterministic answer used when nothing is scripted, so tests can assert on it."""
+    return Reply(text=f"Fake Kimi reply to: {last_user_text(request)[:_DEFAULT_TEXT_CHARS]}")
+
+
+def last_user_text(request: dict[str, Any]) -> str:
+    """The text blocks of the last user message, joined by newlines ("" if there is none)."""
+    users = [m for m in request.get("messages") or [] if isinstance(m, dict) and m.get("role") == "user"]
+    if not users:
+        return ""
+    content = users[-1].get("content")
+    if isinstance(content, str):
+        return content
+    blocks = content if isinstance(content, list) else []
+    return "\n".join(str(b.get("text", "")) for b in blocks if isinstance(b, dict) and b.get("type") == "text")
+
+
+def message_json(reply: Reply, *, message_id: str, model: str, usage: Usage) -> dict[str, Any]:
+    """The non-streamed answer: one complete Message object."""
+    content: list[dict[str, Any]] = []
+    if reply.thinking is not None:
+        # kimi-wire.md §8: thinking blocks may come with empty signatures.
+        content.append({"type": "thinking", "thinking": reply.thinking, "signature": ""})
+    if reply.full_text():
+        content.append({"type": "text", "text": reply.full_text()})
+    message = _message_shell(message_id, model, usage, reply.usage_output_tokens())
+    message.update(content=content, stop_reason=reply.stop_reason)
+    return message
+
+
+def stream_events(reply: Reply, *, message_id: str, model: str, usage: Usage) -> list[Event]:
+    """The SSE events of a streamed answer, in the Anthropic Messages API order."""
+    events: list[Event] = [
+        ("message_start", {"type": "message_start", "message": _message_shell(message_id, model, usage, 1)}),
+        ("ping", {"type": "ping"}),
+    ]
+    index = 0
+    if reply.thinking is not None:
+        start = {"type": "thinking", "thinking": "", "signature": ""}
+        deltas = [{"type": "thinking_delta", "thinking": d} for d in _split(reply.thinking)]
+        deltas.append({"type": "signature_delta", "signature": ""})  # kimi-wire.md §8
+        events += _block_events(index, start, deltas)
+        index += 1
+    if text_deltas := [d for d in reply.deltas() if d]:
+        deltas = [{"type": "text_delta", "text": d} for d in text_deltas]
+        events += _block_events(index, {"type": "text", "text": ""}, deltas)
+    if reply.stop_reason is not None:
+        # kimi-wire.md §8: a stream without a stop reason must be possible (it is an error client-side).
+        events.append(
+            (
+                "message_delta",
+                {
+                    "type": "message_delta",
+                    "delta": {"stop_reason": reply.stop_reason, "stop_sequence": None},
+                    "usage": {"output_tokens": reply.usage_output_tokens()},
+                },
+            )
+        )
+        events.append(("message_stop", {"type": "message_stop"}))
+    return events
+
+
+def sse_frame(event: Event) -> bytes:
+    """`event: <type>\\ndata: <json>\\n\\n` framing."""
+    name, data = event
+    return f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
+
+
+def _block_events(index: int, start: dict[str, Any], deltas: list[dict[str, Any]]) -> list[Event]:
+    events: list[Event] = [
+        ("content_block_start", {"type": "content_block_start", "index": index, "content_block": start})
+    ]
+    events += [("content_block_delta", {"type": "content_block_delta", "index": index, "delta": d}) for d in deltas]
+    events.append(("content_block_stop", {"type": "content_block_stop", "index": index}))
+    return events
+
+
+def _message_shell(message_id: str, model: str, usage: Usage, output_tokens: int) -> dict[str, Any]:
+    return {
+        "id": message_id,
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": [],
+        "stop_reason": None,
+        "stop_sequence": None,
+        "usage": {
+            "input_tokens": usage.input_tokens,
+            "output_tokens": output_tokens,
+            "cache_read_input_tokens": usage.cache_read_input_tokens,
+            "cache_creation_input_tokens": 0,
+        },
+    }
+
+
+def _split(text: str) -> list[str]:
+    return [text[i : i + _DELTA_CHARS] for i in range(0, len(text), _DELTA_CHARS)]
+
+
+def _format_seconds(seconds: float) -> str:
+    return str(int(seconds)) if float(seconds).is_integer() else str(seconds)
