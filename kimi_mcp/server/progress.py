@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import anyio
 from mcp.server.mcpserver import Context
@@ -17,6 +19,7 @@ from kimi_mcp.kimi.models import StreamProgress
 HEARTBEAT_SECONDS = 5.0
 _MIN_INTERVAL_SECONDS = 0.5
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class ProgressReporter:
@@ -40,6 +43,20 @@ class ProgressReporter:
         self._latest = progress
         if time.monotonic() - self._last_sent >= _MIN_INTERVAL_SECONDS:
             await self._send()
+
+    async def run(self, work: Callable[[], Awaitable[T]]) -> T:
+        """Run `work` with the heartbeat beside it; its own exception comes out unwrapped."""
+        try:
+            async with anyio.create_task_group() as group:
+                group.start_soon(self.heartbeat)
+                try:
+                    return await work()
+                finally:
+                    group.cancel_scope.cancel()
+        except BaseExceptionGroup as grouped:
+            if len(grouped.exceptions) == 1:
+                raise grouped.exceptions[0] from None
+            raise
 
     async def heartbeat(self) -> None:
         """Runs until cancelled: a progress notification at least every HEARTBEAT_SECONDS."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 from typing import Annotated, Any, Literal
 
-import anyio
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from mcp_types import CallToolResult, ResourceLink, TextContent, ToolAnnotations
@@ -138,12 +137,7 @@ async def _chat(
         cache_key=conversation_id if state.settings.cache_enabled else None,
     )
     reporter = ProgressReporter(ctx)
-    async with anyio.create_task_group() as heartbeat_group:
-        heartbeat_group.start_soon(reporter.heartbeat)
-        try:
-            result = await state.kimi.chat(request, on_progress=reporter.update)
-        finally:
-            heartbeat_group.cancel_scope.cancel()
+    result = await reporter.run(lambda: state.kimi.chat(request, on_progress=reporter.update))
 
     from kimi_mcp.store import Turn
 

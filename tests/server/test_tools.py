@@ -1,0 +1,138 @@
+"""kimi_chat and kimi_login_status through a real `mcp.Client` (in memory), in both protocol eras."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import pytest
+from mcp import Client
+
+from kimi_mcp.server.app import build_server
+from kimi_mcp.settings import Settings
+from kimi_mcp.testing.fake_kimi import FakeKimi, Fault, Reply
+
+pytestmark = pytest.mark.anyio
+MODES = pytest.mark.parametrize("mode", ["auto", "legacy"])
+
+
+def server_for(env: dict[str, str], **extra: str) -> Any:
+    return build_server(Settings.from_env({**env, **extra}))
+
+
+def text_of(result: Any) -> str:
+    return "".join(block.text for block in result.content if block.type == "text")
+
+
+@MODES
+async def test_kimi_chat_returns_the_reply_and_structured_output(
+    mode: str, kimi_env: dict[str, str], fake_kimi: FakeKimi
+) -> None:
+    async with Client(server_for(kimi_env), mode=mode) as client:
+        names = {tool.name for tool in (await client.list_tools()).tools}
+        result = await client.call_tool("kimi_chat", {"prompt": "Review this diff"})
+    assert names == {"kimi_chat", "kimi_login_status"}
+    assert not result.is_error
+    assert text_of(result).startswith("Fake Kimi reply to: Review this diff")
+    out = result.structured_content
+    assert out["text"] == "Fake Kimi reply to: Review this diff"
+    assert out["model"] == "kimi-for-coding" and out["stop_reason"] == "end_turn"
+    assert set(out["usage"]) == {"input_tokens", "output_tokens", "cache_read_tokens"}
+    assert out["conversation_id"] in text_of(result)
+    assert fake_kimi.messages_requests()[0].json()["prompt_cache_key"] == out["conversation_id"]
+
+
+async def test_tool_schema_and_annotations_tell_the_agent_what_it_gets(kimi_env: dict[str, str]) -> None:
+    async with Client(server_for(kimi_env), mode="legacy") as client:
+        tools = {tool.name: tool for tool in (await client.list_tools()).tools}
+    chat = tools["kimi_chat"]
+    assert chat.annotations is not None and chat.annotations.read_only_hint and chat.annotations.open_world_hint
+    assert "ONLY what you put" in (chat.description or "")
+    assert set(chat.input_schema["properties"]) >= {"prompt", "system", "conversation_id", "thinking"}
+    assert chat.input_schema["required"] == ["prompt"]
+    assert "conversation_id" in chat.output_schema["properties"]
+
+
+@MODES
+async def test_without_credentials_kimi_chat_explains_how_to_log_in(
+    mode: str, kimi_env: dict[str, str], fake_kimi: FakeKimi
+) -> None:
+    env = {k: v for k, v in kimi_env.items() if k != "KIMI_API_KEY"}
+    async with Client(server_for(env), mode=mode) as client:
+        result = await client.call_tool("kimi_chat", {"prompt": "hi"})
+        status = await client.call_tool("kimi_login_status", {})
+    assert result.is_error
+    message = text_of(result)
+    assert "KIMI_API_KEY" in message and "log" in message.lower()
+    assert fake_kimi.oauth_host in message  # the device-login URL is in the text
+    assert fake_kimi.messages_requests() == []
+    assert status.structured_content["logged_in"] is False
+    assert status.structured_content["method"] == "none"
+
+
+@MODES
+async def test_upstream_500_is_a_readable_error_and_the_next_call_works(
+    mode: str, kimi_env: dict[str, str], fake_kimi: FakeKimi
+) -> None:
+    fake_kimi.script(*[Fault(status=500, retry_after=0.01)] * 3)
+    async with Client(server_for(kimi_env), mode=mode) as client:
+        failed = await client.call_tool("kimi_chat", {"prompt": "first"})
+        worked = await client.call_tool("kimi_chat", {"prompt": "second"})
+    assert failed.is_error
+    assert "Kimi could not answer" in text_of(failed) and "try again" in text_of(failed)
+    assert not worked.is_error and worked.structured_content["text"] == "Fake Kimi reply to: second"
+
+
+async def test_bad_arguments_are_a_readable_error(kimi_env: dict[str, str]) -> None:
+    async with Client(server_for(kimi_env), mode="legacy") as client:
+        empty = await client.call_tool("kimi_chat", {"prompt": ""})
+        wrong = await client.call_tool("kimi_chat", {"prompt": "x", "thinking": "extreme"})
+        unknown = await client.call_tool("kimi_chat", {"prompt": "x", "conversation_id": "kc_0000000000000000"})
+        still = await client.call_tool("kimi_chat", {"prompt": "still serving"})
+    assert empty.is_error and wrong.is_error
+    assert unknown.is_error and "kimi://conversations" in text_of(unknown)
+    assert not still.is_error
+
+
+@MODES
+async def test_progress_arrives_during_a_slow_stream(mode: str, kimi_env: dict[str, str], fake_kimi: FakeKimi) -> None:
+    fake_kimi.script(Reply(text="slow " * 40, text_deltas=["slow "] * 40, delay=0.05))
+    updates: list[tuple[float, str | None]] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        updates.append((progress, message))
+
+    async with Client(server_for(kimi_env), mode=mode) as client:
+        result = await client.call_tool("kimi_chat", {"prompt": "go slowly"}, progress_callback=on_progress)
+    assert not result.is_error
+    assert len(updates) >= 2
+    values = [value for value, _ in updates]
+    assert values == sorted(values) and len(set(values)) == len(values)
+    assert any(message and "chars" in message for _, message in updates)
+
+
+async def test_heartbeat_keeps_progress_coming_while_kimi_is_silent(
+    kimi_env: dict[str, str], fake_kimi: FakeKimi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("kimi_mcp.server.progress.HEARTBEAT_SECONDS", 0.2)
+    fake_kimi.script(Reply(thinking="hmm " * 5, text="ok", delay=0.3))
+    stamps: list[float] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        stamps.append(anyio.current_time())
+
+    async with Client(server_for(kimi_env), mode="legacy") as client:
+        await client.call_tool("kimi_chat", {"prompt": "think"}, progress_callback=on_progress)
+    gaps = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
+    assert stamps and max(gaps, default=0) < 0.5
+
+
+async def test_login_status_never_shows_the_key(kimi_env: dict[str, str]) -> None:
+    async with Client(server_for(kimi_env), mode="legacy") as client:
+        result = await client.call_tool("kimi_login_status", {})
+    status = result.structured_content
+    assert status["method"] == "api_key" and status["logged_in"] is True
+    assert status["base_url"] == kimi_env["KIMI_CODE_BASE_URL"]
+    assert status["protocol"] == "anthropic"
+    assert status["quota"]["five_hour"]["limit"] == 50
+    assert kimi_env["KIMI_API_KEY"] not in str(result.model_dump())
