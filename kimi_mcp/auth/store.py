@@ -23,6 +23,7 @@ import anyio.to_thread
 import filelock
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
+from kimi_mcp import logs
 from kimi_mcp.auth.oauth import TokenResponse
 from kimi_mcp.errors import CredentialsCorrupt, KimiMcpError
 from kimi_mcp.fs import ensure_private_dir, write_private_file
@@ -151,14 +152,17 @@ class CredentialStore:
         if not isinstance(data, dict):
             raise CredentialsCorrupt(str(self.path), "not a JSON object")
         try:
-            return StoredLogin.model_validate(data)
+            login = StoredLogin.model_validate(data)
         except ValidationError as exc:
             # Name the fields only: pydantic's full text would quote the values, and they may be secrets.
             fields = sorted({".".join(str(p) for p in err["loc"]) for err in exc.errors()})
             raise CredentialsCorrupt(str(self.path), f"missing or invalid: {', '.join(fields)}") from None
+        register_login_secrets(login)
+        return login
 
     def write_sync(self, login: StoredLogin) -> None:
         """Write atomically. Call only while holding the lock (the crash test does, through `locked_sync`)."""
+        register_login_secrets(login)
         ensure_private_dir(self.home)
         self._sweep_temp_files()
         write_private_file(self.path, login.to_file_bytes())
@@ -199,3 +203,9 @@ class LockedCredentials:
 
     async def delete(self) -> bool:
         return await anyio.to_thread.run_sync(self._store._remove_sync)
+
+
+def register_login_secrets(login: StoredLogin) -> None:
+    """Both tokens of a login we read or write are redacted from every log line from then on."""
+    logs.register_secret(login.access_token.get_secret_value())
+    logs.register_secret(login.refresh_token.get_secret_value())

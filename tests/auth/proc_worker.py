@@ -1,6 +1,7 @@
 """Worker processes for the cross-process auth tests (run as a script; settings come from the environment).
 
 proc_worker.py token RUN_DIR INDEX   wait for RUN_DIR/go, then TokenSource.token() and GET /v1/models
+proc_worker.py chat RUN_DIR INDEX    wait for RUN_DIR/go, then one KimiClient.chat call
 proc_worker.py writer SAVES          save SAVES logins in a row under the lock (to be killed with SIGKILL)
 proc_worker.py login                 `kimi-mcp login` with fast polling (to be interrupted with SIGINT)
 """
@@ -35,6 +36,18 @@ async def token_then_models(run_dir: Path, index: str) -> dict[str, object]:
         return {"status": response.status_code}
 
 
+async def chat(run_dir: Path, index: str) -> dict[str, object]:
+    from kimi_mcp.kimi.client import KimiClient
+
+    settings = Settings.from_env()
+    async with KimiClient(settings) as kimi:
+        (run_dir / f"ready-{index}").touch()
+        while not (run_dir / "go").exists():  # noqa: ASYNC110 - another process creates it: start together
+            await anyio.sleep(0.002)
+        reply = await kimi.ask(f"worker {index}")
+        return {"status": 200, "reply": reply}
+
+
 def write_many(saves: int) -> None:
     settings = Settings.from_env()
     store = CredentialStore(settings.home)
@@ -51,8 +64,9 @@ def write_many(saves: int) -> None:
 
 def main() -> int:
     mode = sys.argv[1]
-    if mode == "token":
-        print(json.dumps(anyio.run(token_then_models, Path(sys.argv[2]), sys.argv[3])), flush=True)
+    if mode in ("token", "chat"):
+        run = token_then_models if mode == "token" else chat
+        print(json.dumps(anyio.run(run, Path(sys.argv[2]), sys.argv[3])), flush=True)
         return 0
     if mode == "writer":
         write_many(int(sys.argv[2]))

@@ -204,7 +204,9 @@ async def test_recover_refreshes_exactly_once_when_the_stored_token_was_rejected
     assert _refreshes(fake) == 1
 
 
+@pytest.mark.parametrize("mode", ["token", "chat"])
 def test_eight_processes_with_the_same_expired_token_refresh_exactly_once(
+    mode: str,
     fake: FakeKimi,
     settings: Settings,
     home: Path,
@@ -218,7 +220,7 @@ def test_eight_processes_with_the_same_expired_token_refresh_exactly_once(
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     procs = [
-        subprocess.Popen([*worker, "token", str(run_dir), str(i)], env=child_env, stdout=subprocess.PIPE, text=True)
+        subprocess.Popen([*worker, mode, str(run_dir), str(i)], env=child_env, stdout=subprocess.PIPE, text=True)
         for i in range(8)
     ]
     try:
@@ -234,7 +236,11 @@ def test_eight_processes_with_the_same_expired_token_refresh_exactly_once(
     assert [p.returncode for p in procs] == [0] * 8, outputs
     assert [json.loads(out)["status"] for out in outputs] == [200] * 8
     assert _refreshes(fake) == 1
-    assert fake.count("/coding/v1/models") == 8
+    if mode == "token":
+        assert fake.count("/coding/v1/models") == 8
+    else:
+        assert [json.loads(out)["reply"] for out in outputs] == [f"Fake Kimi reply to: worker {i}" for i in range(8)]
+        assert len(fake.messages_requests()) == 8
     stored = CredentialStore(home).read_sync()
     assert stored is not None and fake.oauth.is_valid_access_token(stored.access_token.get_secret_value())
 
