@@ -23,6 +23,7 @@ class LoginRequired(KimiMcpError):
     """No usable credential: neither an API key nor a valid stored login."""
 
     def __init__(self, reason: str = "No Kimi credentials are configured.") -> None:
+        self.reason = reason
         super().__init__(
             f"{reason} Set KIMI_API_KEY to a Kimi Code API key, or run `kimi-mcp login` in a terminal "
             "(or read the kimi://login resource) to log in with your Kimi account."

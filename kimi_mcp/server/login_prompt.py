@@ -14,9 +14,13 @@ from mcp_types import CallToolResult, TextContent
 from kimi_mcp import errors
 from kimi_mcp.auth.login import LoginPrompt
 from kimi_mcp.server.app import AppState
+from kimi_mcp.server.progress import ProgressReporter
 
 logger = logging.getLogger(__name__)
 _ELICITATION_WAIT_SECONDS = 30.0
+# A call made right after the user approved may arrive before the background poll (every `interval` s, 5 s
+# by default, kimi-wire.md §3) has fetched the token: wait one poll for it rather than show the code again.
+LOGIN_GRACE_SECONDS = 6.0
 
 
 def _instructions(prompt: LoginPrompt) -> str:
@@ -31,6 +35,19 @@ async def _begin(state: AppState) -> LoginPrompt:
     return await state.login.begin(state.task_group)
 
 
+async def finished_login_meanwhile(state: AppState, ctx: Context) -> bool:
+    """With a device login in progress, wait up to one poll for it; True if we are logged in now."""
+    if not state.login.status().login_in_progress:
+        return False
+
+    async def wait() -> None:
+        with anyio.move_on_after(LOGIN_GRACE_SECONDS):
+            await state.login.wait()
+
+    await ProgressReporter(ctx).run(wait)
+    return bool((await state.kimi.tokens.state()).logged_in)  # type: ignore[attr-defined]
+
+
 async def login_required_result(state: AppState, ctx: Context, reason: errors.LoginRequired) -> CallToolResult:
     """The isError result of a call made without usable credentials: start (or reuse) the device login."""
     try:
@@ -39,7 +56,8 @@ async def login_required_result(state: AppState, ctx: Context, reason: errors.Lo
         text = f"{reason.message} Starting a device login failed too: {exc.message}"
         return CallToolResult(content=[TextContent(type="text", text=text)], is_error=True)
     await _ask_host_to_open(ctx, prompt)
-    text = f"Kimi needs a login. {_instructions(prompt)} Alternatively set KIMI_API_KEY to a Kimi Code API key."
+    text = f"{reason.reason} Kimi needs a login. {_instructions(prompt)} "
+    text += "Alternatively set KIMI_API_KEY to a Kimi Code API key."
     return CallToolResult(content=[TextContent(type="text", text=text)], is_error=True)
 
 

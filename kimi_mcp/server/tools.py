@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 from kimi_mcp import errors
 from kimi_mcp.kimi.models import ChatRequest, Message, TextBlock
 from kimi_mcp.server.app import AppState
-from kimi_mcp.server.login_prompt import login_required_result
+from kimi_mcp.server.login_prompt import finished_login_meanwhile, login_required_result
 from kimi_mcp.server.output import conversation_uri, fit_output
 from kimi_mcp.server.progress import ProgressReporter
 from kimi_mcp.server.status import login_status
@@ -89,7 +89,8 @@ async def kimi_chat(
     ] = None,
 ) -> Annotated[CallToolResult, ChatOutput]:
     state = _state(ctx)
-    try:
+
+    async def chat() -> CallToolResult:
         return await _chat(
             state,
             ctx,
@@ -101,6 +102,14 @@ async def kimi_chat(
             max_output_tokens=max_output_tokens,
             max_output_chars=max_output_chars or state.settings.max_output_chars,
         )
+
+    try:
+        try:
+            return await chat()
+        except errors.LoginRequired as exc:
+            if not await finished_login_meanwhile(state, ctx):
+                return await login_required_result(state, ctx, exc)
+        return await chat()
     except errors.LoginRequired as exc:
         return await login_required_result(state, ctx, exc)
     except errors.KimiMcpError as exc:

@@ -1,0 +1,70 @@
+"""401 recovery in KimiClient with a stored account login, against the fake (kimi-wire.md §3, §9)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kimi_mcp import errors
+from kimi_mcp.auth.oauth import TokenResponse
+from kimi_mcp.auth.store import CredentialStore, StoredLogin
+from kimi_mcp.kimi.client import KimiClient
+from kimi_mcp.settings import Settings
+from kimi_mcp.testing.fake_kimi import FakeKimi, Fault
+
+pytestmark = pytest.mark.anyio
+
+
+def logged_in(fake: FakeKimi, home: Path) -> Settings:
+    answer = TokenResponse.model_validate(fake.oauth.issue_tokens(expires_in=900))
+    store = CredentialStore(home)
+    with store.locked_sync():
+        store.write_sync(StoredLogin.from_token_response(answer, "device_flow"))
+    return Settings(home=home, base_url=fake.base_url, oauth_host=fake.oauth_host)
+
+
+def refreshes(fake: FakeKimi) -> int:
+    return fake.count("/api/oauth/token", grant_type="refresh_token")
+
+
+async def test_one_401_means_one_refresh_one_retry_and_success(fake_kimi: FakeKimi, tmp_path: Path) -> None:
+    settings = logged_in(fake_kimi, tmp_path)
+    fake_kimi.script(Fault(status=401, error_type="authentication_error", message="token expired"))
+    async with KimiClient(settings) as kimi:
+        reply = await kimi.ask("after a 401")
+    assert reply == "Fake Kimi reply to: after a 401"
+    first, second = fake_kimi.messages_requests()
+    assert refreshes(fake_kimi) == 1
+    assert first.headers["authorization"] != second.headers["authorization"]
+
+
+async def test_persistent_401_is_one_refresh_one_retry_then_a_clear_error(fake_kimi: FakeKimi, tmp_path: Path) -> None:
+    settings = logged_in(fake_kimi, tmp_path)
+    fake_kimi.script(*[Fault(status=401, error_type="authentication_error")] * 5)
+    async with KimiClient(settings) as kimi:
+        with pytest.raises(errors.Unauthorized) as err:
+            await kimi.ask("never works")
+    assert len(fake_kimi.messages_requests()) == 2
+    assert refreshes(fake_kimi) == 1
+    assert "kimi-mcp login" in str(err.value)
+
+
+async def test_401_on_a_side_api_recovers_the_same_way(fake_kimi: FakeKimi, tmp_path: Path) -> None:
+    settings = logged_in(fake_kimi, tmp_path)
+    fake_kimi.oauth.revoke_access()  # the stored access token is dead; its refresh token still works
+    async with KimiClient(settings) as kimi:
+        quota = await kimi.quota()
+    assert quota.five_hour is not None
+    assert refreshes(fake_kimi) == 1
+    assert fake_kimi.count("/coding/v1/usages") == 2
+
+
+async def test_401_with_an_api_key_is_not_refreshed(fake_kimi: FakeKimi, tmp_path: Path) -> None:
+    settings = Settings(api_key="sk-kimi-test-key", home=tmp_path, base_url=fake_kimi.base_url)
+    fake_kimi.script(Fault(status=401, error_type="authentication_error"))
+    async with KimiClient(settings) as kimi:
+        with pytest.raises(errors.Unauthorized):
+            await kimi.ask("bad key")
+    assert refreshes(fake_kimi) == 0
+    assert len(fake_kimi.messages_requests()) == 1
