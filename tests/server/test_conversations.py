@@ -1,0 +1,191 @@
+"""Conversations through a real `mcp.Client`: continuation, the prompt cache, output sizing, cancellation,
+stream cleaning and thinking (issue: conversations that continue and stay cached)."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import anyio
+import pytest
+from mcp import Client
+
+from kimi_mcp.server.app import build_server
+from kimi_mcp.settings import Settings
+from kimi_mcp.testing.fake_kimi import FakeKimi, Reply
+
+pytestmark = pytest.mark.anyio
+PLACEHOLDER = "(Empty response: {'content': [{'type': 'thinking'}]})"
+
+
+def server_for(env: dict[str, str], **extra: str) -> Any:
+    return build_server(Settings.from_env({**env, **extra}))
+
+
+def text_of(result: Any) -> str:
+    return "".join(block.text for block in result.content if block.type == "text")
+
+
+async def test_ten_turns_read_almost_all_of_the_previous_prompt_from_the_cache(
+    kimi_env: dict[str, str], fake_kimi: FakeKimi
+) -> None:
+    system = "You review Python code carefully. " * 400  # ~14 KB: a realistic long system prompt
+    outputs = []
+    async with Client(server_for(kimi_env), mode="legacy") as client:
+        first = await client.call_tool("kimi_chat", {"prompt": "Turn 1: " + "context " * 300, "system": system})
+        outputs.append(first.structured_content)
+        conversation_id = first.structured_content["conversation_id"]
+        for turn in range(2, 11):
+            result = await client.call_tool(
+                "kimi_chat", {"prompt": f"Turn {turn}: and now?", "conversation_id": conversation_id}
+            )
+            assert not result.is_error, text_of(result)
+            outputs.append(result.structured_content)
+    shares = []
+    for previous, current in zip(outputs, outputs[1:], strict=False):
+        previous_prompt = previous["usage"]["input_tokens"] + previous["usage"]["cache_read_tokens"]
+        shares.append(current["usage"]["cache_read_tokens"] / previous_prompt)
+    print("cache-read share of the previous prompt, turns 2-10:", [round(x, 3) for x in shares])
+    assert min(shares) >= 0.9, shares
+    assert [o["turn"] for o in outputs] == list(range(1, 11))
+    assert outputs[-1]["cache_hit_ratio"] > 0.9
+    keys = {r.json()["prompt_cache_key"] for r in fake_kimi.messages_requests()}
+    assert keys == {conversation_id}
+
+
+async def test_cache_retention_none_sends_no_cache_key(kimi_env: dict[str, str], fake_kimi: FakeKimi) -> None:
+    for variable in ("KIMI_MCP_CACHE_RETENTION", "PI_CACHE_RETENTION"):
+        async with Client(server_for(kimi_env, **{variable: "none"}), mode="legacy") as client:
+            result = await client.call_tool("kimi_chat", {"prompt": "no cache"})
+        assert not result.is_error and result.structured_content["conversation_id"]
+    assert all("prompt_cache_key" not in r.json() for r in fake_kimi.messages_requests())
+    assert len(fake_kimi.messages_requests()) == 2
+
+
+async def test_history_is_replayed_byte_identically(kimi_env: dict[str, str], fake_kimi: FakeKimi) -> None:
+    async with Client(server_for(kimi_env), mode="auto") as client:
+        first = await client.call_tool("kimi_chat", {"prompt": "one", "system": "be brief"})
+        cid = first.structured_content["conversation_id"]
+        await client.call_tool("kimi_chat", {"prompt": "two", "conversation_id": cid, "system": "ignored"})
+        await client.call_tool("kimi_chat", {"prompt": "three", "conversation_id": cid})
+    bodies = [r.json() for r in fake_kimi.messages_requests()]
+    dump = json.dumps
+    assert bodies[1]["system"] == bodies[2]["system"] == "be brief"
+    assert dump(bodies[2]["messages"][:2]) == dump(bodies[1]["messages"][:2])
+    assert bodies[2]["messages"][1]["content"][0]["text"] == "Fake Kimi reply to: one"
+    assert bodies[2]["messages"][3]["content"][0]["text"] == "Fake Kimi reply to: two"
+
+
+async def test_long_reply_is_cut_and_stays_whole_in_the_resource(kimi_env: dict[str, str], fake_kimi: FakeKimi) -> None:
+    paragraphs = [f"Paragraph {i}: " + "é word " * 60 for i in range(40)]
+    full = "\n\n".join(paragraphs) + "\n"
+    fake_kimi.script(Reply(text=full))
+    async with Client(server_for(kimi_env), mode="legacy") as client:
+        result = await client.call_tool("kimi_chat", {"prompt": "long please", "max_output_chars": 2000})
+        out = result.structured_content
+        links = [block for block in result.content if block.type == "resource_link"]
+        turn = await client.read_resource(f"{out['full_text_uri']}/turns/1")
+        transcript = await client.read_resource(out["full_text_uri"])
+        listing = json.loads((await client.read_resource("kimi://conversations")).contents[0].text)
+    assert out["truncated"] is True and len(out["text"]) <= 2000
+    assert full.startswith(out["text"]) and out["text"].endswith(("word", "é"))
+    assert "truncated" in text_of(result) and out["full_text_uri"] in text_of(result)
+    assert [str(link.uri) for link in links] == [out["full_text_uri"]]
+    assert turn.contents[0].text.encode() == full.encode()
+    assert full in transcript.contents[0].text
+    assert listing["conversations"][0]["id"] == out["conversation_id"]
+    assert listing["conversations"][0]["first_prompt_line"] == "long please"
+
+
+@pytest.mark.parametrize("split", ["whole", "every-position"])
+async def test_placeholder_never_shows_in_progress_or_result(
+    split: str, kimi_env: dict[str, str], fake_kimi: FakeKimi
+) -> None:
+    cuts = [[PLACEHOLDER]] if split == "whole" else [[PLACEHOLDER[:i], PLACEHOLDER[i:]] for i in range(1, 54, 4)]
+    messages: list[str] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        messages.append(message or "")
+
+    async with Client(server_for(kimi_env), mode="legacy") as client:
+        for deltas in cuts:
+            fake_kimi.script(Reply(thinking="thinking hard", text=PLACEHOLDER, text_deltas=deltas))
+            result = await client.call_tool("kimi_chat", {"prompt": "q"}, progress_callback=on_progress)
+            assert not result.is_error
+            assert "Empty response" not in json.dumps(result.model_dump())
+            assert result.structured_content["text"] == ""
+            assert result.structured_content["note"]
+    assert all("Empty response" not in m for m in messages)
+
+
+async def test_text_that_merely_starts_like_the_placeholder_is_kept(
+    kimi_env: dict[str, str], fake_kimi: FakeKimi
+) -> None:
+    fake_kimi.script(Reply(text="(Empty set) is the answer.", text_deltas=["(Emp", "ty set) is", " the answer."]))
+    async with Client(server_for(kimi_env), mode="legacy") as client:
+        result = await client.call_tool("kimi_chat", {"prompt": "q"})
+    assert result.structured_content["text"] == "(Empty set) is the answer."
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+async def test_cancelling_a_call_closes_the_upstream_stream_fast(
+    mode: str, kimi_env: dict[str, str], fake_kimi: FakeKimi
+) -> None:
+    fake_kimi.script(Reply(text="x" * 400, delay=0.2))  # ~4 s of stream
+    async with Client(server_for(kimi_env), mode=mode) as client:
+        cancelled_at = 0.0
+        with anyio.move_on_after(1.0):
+            await client.call_tool("kimi_chat", {"prompt": "slow"})
+        cancelled_at = time.monotonic()
+        with anyio.fail_after(5):
+            while fake_kimi.messages_requests()[0].disconnected_at is None:
+                await anyio.sleep(0.01)
+        after = await client.call_tool("kimi_chat", {"prompt": "next"})
+        listing = json.loads((await client.read_resource("kimi://conversations")).contents[0].text)
+    upstream = fake_kimi.messages_requests()[0]
+    assert upstream.disconnected_at is not None and not upstream.completed
+    assert upstream.disconnected_at - cancelled_at < 1.0
+    assert not after.is_error and after.structured_content["text"] == "Fake Kimi reply to: next"
+    assert [c["first_prompt_line"] for c in listing["conversations"]] == ["next"]  # the cancelled turn is not stored
+
+
+@pytest.mark.parametrize(
+    ("level", "expected"),
+    [
+        ("off", {}),
+        ("low", {"thinking": {"type": "adaptive"}, "output_config": {"effort": "low"}}),
+        ("high", {"thinking": {"type": "adaptive"}, "output_config": {"effort": "high"}}),
+        ("max", {"thinking": {"type": "adaptive"}, "output_config": {"effort": "max"}}),
+    ],
+)
+async def test_thinking_levels_give_the_exact_bodies(
+    level: str, expected: dict[str, Any], kimi_env: dict[str, str], fake_kimi: FakeKimi
+) -> None:
+    async with Client(server_for(kimi_env), mode="legacy") as client:
+        await client.call_tool("kimi_chat", {"prompt": "q", "thinking": level})
+    body = fake_kimi.messages_requests()[0].json()
+    assert {k: body[k] for k in ("thinking", "output_config") if k in body} == expected
+    assert "reasoning_effort" not in body
+
+
+async def test_efforts_not_listed_by_the_model_fall_back_to_enabled(
+    kimi_env: dict[str, str], fake_kimi: FakeKimi
+) -> None:
+    fake_kimi.models[0]["think_efforts"] = {"valid_efforts": [], "default_effort": None}
+    async with Client(server_for(kimi_env), mode="legacy") as client:
+        await client.call_tool("kimi_chat", {"prompt": "q", "thinking": "high"})
+    body = fake_kimi.messages_requests()[0].json()
+    assert body["thinking"] == {"type": "enabled"} and "output_config" not in body
+
+
+async def test_include_thinking_returns_it_in_structured_output_only(
+    kimi_env: dict[str, str], fake_kimi: FakeKimi
+) -> None:
+    fake_kimi.script(Reply(thinking="secret reasoning", text="answer"), Reply(thinking="more reasoning", text="b"))
+    async with Client(server_for(kimi_env), mode="legacy") as client:
+        shown = await client.call_tool("kimi_chat", {"prompt": "q", "thinking": "high", "include_thinking": True})
+        hidden = await client.call_tool("kimi_chat", {"prompt": "q", "thinking": "high"})
+    assert shown.structured_content["thinking"] == "secret reasoning"
+    assert "secret reasoning" not in text_of(shown)
+    assert hidden.structured_content["thinking"] is None
