@@ -3,6 +3,7 @@ stream cleaning and thinking (issue: conversations that continue and stay cached
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from typing import Any
@@ -43,7 +44,7 @@ async def test_ten_turns_read_almost_all_of_the_previous_prompt_from_the_cache(
             assert not result.is_error, text_of(result)
             outputs.append(result.structured_content)
     shares = []
-    for previous, current in zip(outputs, outputs[1:], strict=False):
+    for previous, current in itertools.pairwise(outputs):
         previous_prompt = previous["usage"]["input_tokens"] + previous["usage"]["cache_read_tokens"]
         shares.append(current["usage"]["cache_read_tokens"] / previous_prompt)
     print("cache-read share of the previous prompt, turns 2-10:", [round(x, 3) for x in shares])
@@ -139,7 +140,7 @@ async def test_cancelling_a_call_closes_the_upstream_stream_fast(
             await client.call_tool("kimi_chat", {"prompt": "slow"})
         cancelled_at = time.monotonic()
         with anyio.fail_after(5):
-            while fake_kimi.messages_requests()[0].disconnected_at is None:
+            while fake_kimi.messages_requests()[0].disconnected_at is None:  # noqa: ASYNC110 - set by the fake's thread
                 await anyio.sleep(0.01)
         after = await client.call_tool("kimi_chat", {"prompt": "next"})
         listing = json.loads((await client.read_resource("kimi://conversations")).contents[0].text)
