@@ -22,7 +22,7 @@ DEMO_KEY = "sk-kimi-test-key"
 
 
 def mask(name: str, value: str) -> str:
-    return value[:13] + "…" + "*" * 8 if name == "authorization" else value
+    return value.split(" ")[0] + " ********" if name == "authorization" else value
 
 
 def server_command() -> tuple[str, list[str]]:
