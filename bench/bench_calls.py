@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -90,7 +89,7 @@ async def cold_start(fake: FakeKimi, home: str, starts: int) -> dict[str, float]
     env["KIMI_MCP_HOME"] = home
     for _ in range(starts):
         started = time.perf_counter()
-        subprocess.run([sys.executable, "-c", "import mcp.server"], check=True)
+        await anyio.run_process([sys.executable, "-c", "import mcp.server"], check=True)
         baseline_samples.append(time.perf_counter() - started)
         started = time.perf_counter()
         async with Client(StdioServerParameters(command=str(script), args=["serve"], env=env)) as client:
