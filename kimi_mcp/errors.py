@@ -129,3 +129,13 @@ class ConversationNotFound(KimiMcpError):
             f"No conversation with id {conversation_id!r} exists (it may have expired). Read the "
             "kimi://conversations resource to list recent ids, or omit conversation_id to start a new one."
         )
+
+
+class InternalError(KimiMcpError):
+    """A bug or an unexpected local fault (disk full, database busy): reported, never a crash."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(
+            f"kimi-mcp hit an unexpected problem ({what}). The server keeps running: try the call again, and if it "
+            "repeats, run with KIMI_CODE_DEBUG=1 and look at the server's log (stderr)."
+        )

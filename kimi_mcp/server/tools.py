@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult, ResourceLink, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
@@ -115,6 +116,9 @@ async def kimi_chat(
     except errors.KimiMcpError as exc:
         logger.info("kimi_chat failed: %s", exc.message)
         return _error(exc.message)
+    except Exception as exc:  # the model must read something useful, and the server must keep serving
+        logger.exception("kimi_chat failed unexpectedly")
+        return _error(errors.InternalError(type(exc).__name__).message)
 
 
 async def _chat(
@@ -199,7 +203,14 @@ async def _chat(
 
 async def kimi_login_status(ctx: Context) -> dict[str, Any]:
     """Login state, base URL, protocol and quota; never a token."""
-    return await login_status(_state(ctx))
+    try:
+        return await login_status(_state(ctx))
+    except Exception as exc:
+        logger.exception("kimi_login_status failed unexpectedly")
+        message = (
+            exc.message if isinstance(exc, errors.KimiMcpError) else errors.InternalError(type(exc).__name__).message
+        )
+        raise ToolError(message) from None
 
 
 def register(server: MCPServer[AppState]) -> None:

@@ -137,3 +137,26 @@ async def test_login_status_never_shows_the_key(kimi_env: dict[str, str]) -> Non
     assert status["protocol"] == "anthropic"
     assert status["quota"]["five_hour"]["limit"] == 50
     assert kimi_env["KIMI_API_KEY"] not in str(result.model_dump())
+
+
+async def test_an_unexpected_local_fault_is_reported_and_the_server_keeps_serving(
+    kimi_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kimi_mcp.store import ConversationStore
+
+    original = ConversationStore.append_turn
+    calls = {"n": 0}
+
+    async def flaky_append(self: ConversationStore, *args: Any, **kwargs: Any) -> int:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise OSError("disk full")
+        return await original(self, *args, **kwargs)
+
+    monkeypatch.setattr(ConversationStore, "append_turn", flaky_append)
+    async with Client(server_for(kimi_env), mode="legacy") as client:
+        broken = await client.call_tool("kimi_chat", {"prompt": "one"})
+        fine = await client.call_tool("kimi_chat", {"prompt": "two"})
+    assert broken.is_error and "OSError" in text_of(broken) and "keeps running" in text_of(broken)
+    assert "Error executing tool" not in text_of(broken)
+    assert not fine.is_error
