@@ -52,12 +52,15 @@ class UpstreamError(KimiMcpError):
 
 
 class Unauthorized(UpstreamError):
-    def __init__(self) -> None:
-        super().__init__(
-            "Kimi rejected the credentials (401) even after a token refresh. "
-            "Check KIMI_API_KEY, or run `kimi-mcp login` to log in again.",
-            status=401,
-        )
+    def __init__(self, *, api_key: bool = False) -> None:
+        if api_key:
+            message = "Kimi rejected the API key (401). Check KIMI_API_KEY: it must be a current Kimi Code API key."
+        else:
+            message = (
+                "Kimi rejected the login (401) even after a token refresh. "
+                "Run `kimi-mcp login` to log in again, or set KIMI_API_KEY."
+            )
+        super().__init__(message, status=401)
 
 
 class MembershipExpired(UpstreamError):
@@ -90,18 +93,29 @@ class RateLimited(UpstreamError):
 
 
 class QuotaExceeded(UpstreamError):
+    def __init__(self, detail: str, resets_at: str | None = None) -> None:
+        when = (
+            f"The 5-hour window resets at {resets_at}."
+            if resets_at
+            else "Call kimi_login_status to see when the 5-hour window resets."
+        )
+        super().__init__(f"The Kimi Code plan's quota is used up (429: {detail}). {when}", status=429)
+        self.detail = detail
+        self.resets_at = resets_at
+
+
+class Forbidden(UpstreamError):
     def __init__(self, detail: str) -> None:
         super().__init__(
-            f"The Kimi Code plan's quota is used up (429: {detail}). "
-            "Call kimi_login_status to see when the 5-hour window resets.",
-            status=429,
+            f"Kimi refused access (403: {detail}). Check that the plan or API key covers the Kimi Code API.",
+            status=403,
         )
 
 
 class ServiceUnavailable(UpstreamError):
     def __init__(self, detail: str, status: int | None = None) -> None:
         super().__init__(
-            f"Kimi could not answer ({detail}) after retries. This is usually temporary: try again in a minute.",
+            f"Kimi could not answer ({detail}). This is usually temporary: try again in a minute.",
             status=status,
             retryable=True,
         )

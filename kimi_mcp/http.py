@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 import httpx2
 
-from kimi_mcp.identity import request_headers
+from kimi_mcp.identity import is_protected_header, request_headers
 from kimi_mcp.settings import Settings
 
 _CONNECT_TIMEOUT = 15.0
@@ -31,7 +31,7 @@ def _foreign_header_names(environ: Mapping[str, str]) -> frozenset[str]:
 def build_http_client(settings: Settings, *, timeout: float | None = None) -> httpx2.AsyncClient:
     identity = request_headers(settings.home, settings.custom_headers)
     ours = {name.lower() for name in identity}
-    foreign = _foreign_header_names(os.environ) - ours
+    foreign = {name for name in _foreign_header_names(os.environ) - ours if not is_protected_header(name)}
 
     async def guard(request: httpx2.Request) -> None:
         for name in foreign:

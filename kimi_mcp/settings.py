@@ -68,7 +68,8 @@ class Settings(BaseModel):
     max_retries: Annotated[int, Field(ge=0, le=10)] = Field(
         2, validation_alias=_env("KIMI_MCP_MAX_RETRIES", "max_retries")
     )
-    cache_retention: Literal["default", "none"] = Field(
+    # pi's PI_CACHE_RETENTION also knows `short` and `long`; Kimi has no retention knob, so both mean "on".
+    cache_retention: Literal["default", "short", "long", "none"] = Field(
         "default", validation_alias=_env("KIMI_MCP_CACHE_RETENTION", "PI_CACHE_RETENTION", "cache_retention")
     )
     max_output_chars: Annotated[int, Field(ge=1000, le=10_000_000)] = Field(

@@ -57,3 +57,8 @@ def test_custom_headers_parse_and_home_expands(tmp_path: Path) -> None:
 def test_cache_retention_none_from_pi_variable() -> None:
     assert not Settings.from_env({"PI_CACHE_RETENTION": "none"}).cache_enabled
     assert not Settings.from_env({"KIMI_MCP_CACHE_RETENTION": "NONE"}).cache_enabled
+
+
+def test_pi_cache_retention_values_are_accepted() -> None:
+    for value in ("short", "long"):
+        assert Settings.from_env({"PI_CACHE_RETENTION": value}).cache_enabled

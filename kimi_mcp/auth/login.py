@@ -30,6 +30,7 @@ class LoginPrompt(BaseModel):
     verification_uri_complete: str
     user_code: str
     expires_in: int  # seconds left to approve
+    previous_error: str | None = None  # why the login before this one did not complete, if it did not
 
 
 class LoginStatus(BaseModel):
@@ -72,9 +73,10 @@ class LoginManager:
             if current is not None and current.remaining() > 0:
                 return _prompt(current)
             authorization = await start_device_authorization(self._http, self._settings)
-            self._current, self._finished, self.last_error = authorization, anyio.Event(), None
+            previous_error, self.last_error = self.last_error, None
+            self._current, self._finished = authorization, anyio.Event()
             task_group.start_soon(self._run, authorization, self._finished, name="kimi-mcp device login")
-            return _prompt(authorization)
+            return _prompt(authorization).model_copy(update={"previous_error": previous_error})
 
     def status(self) -> LoginStatus:
         current = self._current

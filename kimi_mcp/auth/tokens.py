@@ -106,7 +106,7 @@ class TokenSource:
     async def recover(self, rejected: str) -> str:
         """After the API answered 401 to `rejected`: a token another process stored, else one fresh refresh."""
         if self._settings.api_key is not None:
-            raise Unauthorized()  # an API key cannot be refreshed
+            raise Unauthorized(api_key=True)  # an API key cannot be refreshed
         return await self._refresh(rejected=rejected)
 
     async def save_login(self, answer: TokenResponse) -> StoredLogin:
@@ -173,6 +173,7 @@ class TokenSource:
                     await self._mark_refused(current, locked)
                     raise LoginRequired(EXPIRED)
                 if status != 429 and status < 500:
+                    await self._mark_refused(current, locked)  # any other refusal: never resend it either
                     raise LoginRequired(
                         f"Kimi's login service would not refresh the login ({status}{': ' + code if code else ''})."
                     )

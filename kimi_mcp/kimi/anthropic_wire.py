@@ -35,9 +35,13 @@ def build_sdk(*, token: str, base_url: str, http: httpx2.AsyncClient, max_retrie
 
     # auth_token and base_url are passed explicitly: with them set, the SDK consults neither
     # ANTHROPIC_API_KEY/ANTHROPIC_AUTH_TOKEN/ANTHROPIC_BASE_URL nor any profile (kimi-wire.md §4).
-    return AsyncAnthropic(
+    sdk = AsyncAnthropic(
         auth_token=token, base_url=base_url, http_client=http, max_retries=max_retries, timeout=http.timeout
     )
+    # The constructor merges ANTHROPIC_CUSTOM_HEADERS from the environment into its custom headers, and those
+    # would override even Authorization. Ours come from settings through the httpx2 client: drop the SDK's.
+    sdk._custom_headers = {}
+    return sdk
 
 
 # The Anthropic surface rejects empty text blocks; a thinking-only turn left an empty reply in the history.

@@ -1,7 +1,8 @@
 """KimiClient: the Kimi-specific core, usable from Python without the MCP server.
 
-It owns one httpx2 client, gets tokens from a `TokenSource`, speaks to Kimi through the wire module chosen by
-settings, maps every upstream fault to one error of `errors.py`, and recovers once from a 401 (kimi-wire.md §3).
+It owns one httpx2 client, gets tokens from a `TokenSource`, speaks to Kimi through its wire module (the Anthropic
+wire for now; `settings.protocol` is where a second one plugs in), maps every upstream fault to one error of
+`errors.py`, and recovers once from a 401 (kimi-wire.md §3).
 """
 
 from __future__ import annotations
@@ -76,7 +77,18 @@ class KimiClient:
         async def call(token: str) -> ChatResult:
             return await anthropic_wire.stream_chat(self._sdk_for(token), body, on_progress)
 
-        return await self._authorized(call)
+        try:
+            return await self._authorized(call)
+        except errors.QuotaExceeded as exc:
+            raise await self._with_reset_time(exc) from None
+
+    async def _with_reset_time(self, exc: errors.QuotaExceeded) -> errors.QuotaExceeded:
+        """§9: a used-up quota is not retried; tell the user when the 5-hour window resets."""
+        try:
+            window = (await self.quota()).five_hour
+        except errors.KimiMcpError:
+            return exc
+        return errors.QuotaExceeded(exc.detail, window.reset_at if window else None)
 
     async def ask(self, prompt: str, *, system: str | None = None) -> str:
         """One-shot convenience: the reply text to a single prompt."""
@@ -102,6 +114,8 @@ class KimiClient:
     async def _efforts(self, model: str) -> frozenset[str]:
         try:
             models = await self.models()
+        except errors.Unauthorized:
+            raise  # the credential is dead: the chat would fail the same way after a second recovery
         except errors.UpstreamError:
             return frozenset()  # no list, no efforts: plain {type: enabled} is always accepted (§5)
         for info in models:

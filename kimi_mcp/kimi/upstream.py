@@ -39,6 +39,11 @@ def error_details(body: bytes | Any) -> tuple[str, str]:
     return "", str(error)
 
 
+def is_quota_error(error_type: str, message: str) -> bool:
+    """A used-up plan quota, as opposed to a passing rate limit (kimi-wire.md §9)."""
+    return error_type == QUOTA_ERROR_TYPE or QUOTA_ERROR_TYPE in message
+
+
 def retry_after_seconds(headers: httpx2.Headers | dict[str, str] | None) -> float | None:
     if not headers:
         return None
@@ -61,9 +66,9 @@ def error_for_response(
     if status == 403:
         if error_type == TERMINATED_ERROR_TYPE or TERMINATED_ERROR_TYPE in message:
             return errors.ClientRefused(detail)
-        return errors.BadRequest(detail, status=403)
+        return errors.Forbidden(detail)
     if status == 429:
-        if error_type == QUOTA_ERROR_TYPE or QUOTA_ERROR_TYPE in message:
+        if is_quota_error(error_type, message):
             return errors.QuotaExceeded(detail)
         return errors.RateLimited(retry_after_seconds(headers))
     if status >= 500:
@@ -78,5 +83,5 @@ async def mark_unretryable(response: httpx2.Response) -> None:
     await response.aread()
     error_type, message = error_details(response.content)
     wait = retry_after_seconds(response.headers)
-    if QUOTA_ERROR_TYPE in (error_type, message) or (wait is not None and wait > MAX_RETRY_AFTER_SECONDS):
+    if is_quota_error(error_type, message) or (wait is not None and wait > MAX_RETRY_AFTER_SECONDS):
         response.headers["x-should-retry"] = "false"

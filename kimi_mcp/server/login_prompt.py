@@ -56,7 +56,8 @@ async def login_required_result(state: AppState, ctx: Context, reason: errors.Lo
         text = f"{reason.message} Starting a device login failed too: {exc.message}"
         return CallToolResult(content=[TextContent(type="text", text=text)], is_error=True)
     await _ask_host_to_open(ctx, prompt)
-    text = f"{reason.reason} Kimi needs a login. {_instructions(prompt)} "
+    earlier = f" The previous login did not complete: {prompt.previous_error}" if prompt.previous_error else ""
+    text = f"{reason.reason}{earlier} Kimi needs a login. {_instructions(prompt)} "
     text += "Alternatively set KIMI_API_KEY to a Kimi Code API key."
     return CallToolResult(content=[TextContent(type="text", text=text)], is_error=True)
 
@@ -87,9 +88,12 @@ async def login_resource_state(state: AppState) -> dict[str, Any]:
     }
     if not auth.logged_in:
         try:
-            await _begin(state)
+            prompt = await _begin(state)
         except errors.KimiMcpError as exc:
             document["error"] = exc.message
+        else:
+            if prompt.previous_error:
+                document["previous_login_error"] = prompt.previous_error
     status = state.login.status()
     document.update(
         login_in_progress=status.login_in_progress,

@@ -21,7 +21,13 @@ async def login_status(state: AppState) -> dict[str, Any]:
         "login_in_progress": login.login_in_progress,
     }
     if login.login_in_progress:
-        report.update(verification_uri_complete=login.verification_uri_complete, user_code=login.user_code)
+        report.update(
+            verification_uri_complete=login.verification_uri_complete,
+            user_code=login.user_code,
+            expires_in=login.expires_in,
+        )
+    if login.last_error:
+        report["last_login_error"] = login.last_error
     if auth.problem:
         report["problem"] = auth.problem
     if not auth.logged_in:

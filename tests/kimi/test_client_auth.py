@@ -68,3 +68,22 @@ async def test_401_with_an_api_key_is_not_refreshed(fake_kimi: FakeKimi, tmp_pat
             await kimi.ask("bad key")
     assert refreshes(fake_kimi) == 0
     assert len(fake_kimi.messages_requests()) == 1
+
+
+async def test_persistent_401_with_thinking_on_still_recovers_only_once(fake_kimi: FakeKimi, tmp_path: Path) -> None:
+    from kimi_mcp.kimi.models import ChatRequest, Message, TextBlock
+
+    settings = logged_in(fake_kimi, tmp_path)
+    fake_kimi.oauth.revoke_access()
+    fake_kimi.api_keys.clear()
+    original = fake_kimi.oauth.is_valid_access_token
+    fake_kimi.oauth.is_valid_access_token = lambda token: False  # type: ignore[method-assign]
+    try:
+        async with KimiClient(settings) as kimi:
+            with pytest.raises(errors.Unauthorized):
+                message = Message(role="user", content=[TextBlock(text="q")])
+                await kimi.chat(ChatRequest(model="kimi-for-coding", messages=[message], thinking="high"))
+    finally:
+        fake_kimi.oauth.is_valid_access_token = original  # type: ignore[method-assign]
+    assert refreshes(fake_kimi) == 1
+    assert fake_kimi.count("/coding/v1/models") + len(fake_kimi.messages_requests()) == 2

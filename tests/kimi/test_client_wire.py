@@ -64,7 +64,9 @@ async def test_anthropic_environment_never_reaches_kimi(
         "ANTHROPIC_API_KEY": "SENTINEL-anthropic-api-key",
         "ANTHROPIC_AUTH_TOKEN": "SENTINEL-anthropic-auth-token",
         "ANTHROPIC_BASE_URL": "http://127.0.0.1:1/SENTINEL-base",
-        "ANTHROPIC_CUSTOM_HEADERS": "X-Sentinel: SENTINEL-custom-header",
+        "ANTHROPIC_CUSTOM_HEADERS": (
+            "X-Sentinel: SENTINEL-custom-header\nAuthorization: Bearer SENTINEL-auth-header\nContent-Type: text/plain"
+        ),
         "OPENAI_API_KEY": "SENTINEL-openai",
     }
     for name, value in sentinels.items():
@@ -73,7 +75,9 @@ async def test_anthropic_environment_never_reaches_kimi(
         await kimi.chat(ask())
         await kimi.models()
     assert len(fake_kimi.requests) == 2
+    assert fake_kimi.messages_requests()[0].headers["content-type"] == "application/json"
     for recorded in fake_kimi.requests:
+        assert recorded.headers["authorization"] == f"Bearer {KEY}"
         wire = json.dumps(recorded.headers) + recorded.body.decode() + recorded.path
         assert "SENTINEL" not in wire
 
@@ -101,6 +105,7 @@ async def test_stream_without_stop_reason_is_an_error(fake_kimi: FakeKimi, tmp_p
     [
         (Fault(status=402, error_type="membership_expired"), errors.MembershipExpired),
         (Fault(status=403, error_type="access_terminated_error"), errors.ClientRefused),
+        (Fault(status=403, error_type="permission_error"), errors.Forbidden),
         (Fault(status=429, error_type="exceeded_current_quota_error"), errors.QuotaExceeded),
         (Fault(status=400, error_type="invalid_request_error", message="context too long"), errors.BadRequest),
     ],
@@ -172,3 +177,13 @@ async def test_placeholder_block_never_reaches_the_result(fake_kimi: FakeKimi, t
     assert "".join(seen) == ""
     assert result.note and "only thinking" in result.note
     assert result.thinking == "pondering"
+
+
+async def test_quota_error_says_when_the_five_hour_window_resets(fake_kimi: FakeKimi, tmp_path: Path) -> None:
+    fake_kimi.script(Fault(status=429, error_type="rate_limit_error", message="exceeded_current_quota_error: used up"))
+    async with KimiClient(settings_for(fake_kimi, tmp_path)) as kimi:
+        with pytest.raises(errors.QuotaExceeded) as err:
+            await kimi.chat(ask())
+    reset = fake_kimi.usages["limits"][0]["detail"]["resetTime"]
+    assert reset[:16] in str(err.value).replace("+00:00", "Z")
+    assert len(fake_kimi.messages_requests()) == 1  # a used-up quota is never retried

@@ -131,3 +131,20 @@ async def test_sentinel_tokens_never_reach_results_resources_or_logs(
     assert any(refresh in body for body in wire)  # the sentinel really was used on the wire
     for text in [*seen, caplog.text]:
         assert access not in text and refresh not in text
+
+
+async def test_a_denied_login_is_reported_with_the_next_code(account_env: dict[str, str], fake_kimi: FakeKimi) -> None:
+    async with Client(build_server(Settings.from_env(account_env)), mode="legacy") as client:
+        await client.call_tool("kimi_chat", {"prompt": "hello"})
+        fake_kimi.oauth.deny()
+        with anyio.fail_after(10):
+            while True:
+                status = (await client.call_tool("kimi_login_status", {})).structured_content
+                if not status["login_in_progress"]:
+                    break
+                await anyio.sleep(0.1)
+        assert "denied" in status["last_login_error"]
+        again = await client.call_tool("kimi_chat", {"prompt": "hello again"})
+    assert again.is_error
+    assert "previous login did not complete" in text_of(again) and "denied" in text_of(again)
+    assert fake_kimi.count("/api/oauth/device_authorization") == 2
