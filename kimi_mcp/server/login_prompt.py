@@ -15,6 +15,7 @@ from kimi_mcp import errors
 from kimi_mcp.auth.login import LoginPrompt
 from kimi_mcp.server.app import AppState
 from kimi_mcp.server.progress import ProgressReporter
+from kimi_mcp.server.status import login_document
 
 logger = logging.getLogger(__name__)
 _ELICITATION_WAIT_SECONDS = 30.0
@@ -80,29 +81,13 @@ async def _ask_host_to_open(ctx: Context, prompt: LoginPrompt) -> None:
 
 async def login_resource_state(state: AppState) -> dict[str, Any]:
     """The `kimi://login` document. Reading it while logged out starts a device login (one at a time)."""
-    auth = await state.kimi.tokens.state()  # type: ignore[attr-defined]
-    document: dict[str, Any] = {
-        "logged_in": auth.logged_in,
-        "method": auth.method,
-        "expires_at": auth.expires_at,
-    }
-    if not auth.logged_in:
+    extra: dict[str, Any] = {}
+    if not (await state.kimi.tokens.state()).logged_in:  # type: ignore[attr-defined]
         try:
             prompt = await _begin(state)
         except errors.KimiMcpError as exc:
-            document["error"] = exc.message
+            extra["error"] = exc.message
         else:
             if prompt.previous_error:
-                document["previous_login_error"] = prompt.previous_error
-    status = state.login.status()
-    document.update(
-        login_in_progress=status.login_in_progress,
-        verification_uri_complete=status.verification_uri_complete,
-        user_code=status.user_code,
-        expires_in=status.expires_in,
-    )
-    if status.last_error:
-        document["last_error"] = status.last_error
-    if auth.problem:
-        document["problem"] = auth.problem
-    return document
+                extra["previous_login_error"] = prompt.previous_error
+    return {**await login_document(state), **extra}

@@ -14,6 +14,7 @@ from kimi_mcp import errors
 from kimi_mcp.server.app import AppState
 from kimi_mcp.server.login_prompt import login_resource_state
 from kimi_mcp.server.output import CONVERSATIONS_URI, render_transcript
+from kimi_mcp.store import Conversation
 
 _RECENT_LIMIT = 50
 
@@ -44,20 +45,21 @@ async def conversations(state: AppState) -> str:
     return json.dumps({"conversations": items}, indent=2, ensure_ascii=False)
 
 
-async def conversation(conversation_id: str, ctx: Context) -> str:
-    """The whole transcript as Markdown."""
+async def _load(ctx: Context, conversation_id: str) -> Conversation:
     try:
-        return render_transcript(await _state(ctx).store.load(conversation_id))
+        return await _state(ctx).store.load(conversation_id)
     except errors.ConversationNotFound as exc:
         raise ResourceError(exc.message) from None
+
+
+async def conversation(conversation_id: str, ctx: Context) -> str:
+    """The whole transcript as Markdown."""
+    return render_transcript(await _load(ctx, conversation_id))
 
 
 async def conversation_turn(conversation_id: str, turn: int, ctx: Context) -> str:
     """One turn's full reply text, exactly as Kimi sent it."""
-    try:
-        loaded = await _state(ctx).store.load(conversation_id)
-    except errors.ConversationNotFound as exc:
-        raise ResourceError(exc.message) from None
+    loaded = await _load(ctx, conversation_id)
     if not 1 <= turn <= len(loaded.turns):
         raise ResourceError(f"Conversation {conversation_id} has turns 1 to {len(loaded.turns)}; no turn {turn}.")
     return loaded.turns[turn - 1].assistant_text

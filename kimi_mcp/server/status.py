@@ -1,4 +1,7 @@
-"""What `kimi_login_status` reports: credential kind, endpoints, login in progress, and the plan's quota."""
+"""What `kimi_login_status` and `kimi://login` report: credential kind, login in progress, and the quota.
+
+Never a token: `TokenSource.state()` and `LoginManager.status()` hold none.
+"""
 
 from __future__ import annotations
 
@@ -8,29 +11,30 @@ from kimi_mcp import errors
 from kimi_mcp.server.app import AppState
 
 
-async def login_status(state: AppState) -> dict[str, Any]:
+async def login_document(state: AppState) -> dict[str, Any]:
+    """The login state both the tool and the resource show."""
     auth = await state.kimi.tokens.state()  # type: ignore[attr-defined]
     login = state.login.status()
-    report: dict[str, Any] = {
+    document: dict[str, Any] = {
         "logged_in": auth.logged_in,
         "method": auth.method,
         "expires_at": auth.expires_at,
-        "base_url": state.settings.base_url,
-        "protocol": state.settings.protocol,
-        "model": state.settings.model,
         "login_in_progress": login.login_in_progress,
+        "verification_uri_complete": login.verification_uri_complete,
+        "user_code": login.user_code,
+        "expires_in": login.expires_in,
     }
-    if login.login_in_progress:
-        report.update(
-            verification_uri_complete=login.verification_uri_complete,
-            user_code=login.user_code,
-            expires_in=login.expires_in,
-        )
     if login.last_error:
-        report["last_login_error"] = login.last_error
+        document["last_error"] = login.last_error
     if auth.problem:
-        report["problem"] = auth.problem
-    if not auth.logged_in:
+        document["problem"] = auth.problem
+    return document
+
+
+async def login_status(state: AppState) -> dict[str, Any]:
+    report = await login_document(state)
+    report.update(base_url=state.settings.base_url, protocol=state.settings.protocol, model=state.settings.model)
+    if not report["logged_in"]:
         report["next_step"] = errors.LoginRequired().message
         return report
     try:

@@ -143,7 +143,7 @@ async def test_a_denied_login_is_reported_with_the_next_code(account_env: dict[s
                 if not status["login_in_progress"]:
                     break
                 await anyio.sleep(0.1)
-        assert "denied" in status["last_login_error"]
+        assert "denied" in status["last_error"]
         again = await client.call_tool("kimi_chat", {"prompt": "hello again"})
     assert again.is_error
     assert "previous login did not complete" in text_of(again) and "denied" in text_of(again)
