@@ -142,9 +142,13 @@ class TokenSource:
             if not stale and not needs_refresh(current):
                 logger.debug("using the Kimi token another task or process refreshed")
                 return current.access_token.get_secret_value()
-            answer = await self._request_refresh(current, locked)
-            fresh = StoredLogin.from_token_response(answer, "refresh")
-            await locked.save(fresh)
+            # Shielded: a refresh token rotates on use (§3). Cancelled between the request and the save, we
+            # would keep the spent token on disk and the next refresh would fail with invalid_grant. The OAuth
+            # calls' own timeouts bound how long this can take.
+            with anyio.CancelScope(shield=True):
+                answer = await self._request_refresh(current, locked)
+                fresh = StoredLogin.from_token_response(answer, "refresh")
+                await locked.save(fresh)
             logger.info("Kimi login refreshed; the new token is valid for %d s", answer.expires_in)
             return fresh.access_token.get_secret_value()
 

@@ -148,3 +148,21 @@ async def test_a_denied_login_is_reported_with_the_next_code(account_env: dict[s
     assert again.is_error
     assert "previous login did not complete" in text_of(again) and "denied" in text_of(again)
     assert fake_kimi.count("/api/oauth/device_authorization") == 2
+
+
+async def test_cancelling_a_call_during_a_token_refresh_keeps_the_login(
+    account_env: dict[str, str], fake_kimi: FakeKimi
+) -> None:
+    home = Path(account_env["KIMI_MCP_HOME"])
+    answer = TokenResponse.model_validate(fake_kimi.oauth.issue_tokens(expires_in=0))
+    store = CredentialStore(home)
+    with store.locked_sync():
+        store.write_sync(StoredLogin.from_token_response(answer, "device_flow"))
+    fake_kimi.oauth.refresh_delay = 0.6
+    async with Client(build_server(Settings.from_env(account_env)), mode="legacy") as client:
+        with anyio.move_on_after(0.2):
+            await client.call_tool("kimi_chat", {"prompt": "cancelled while refreshing"})
+        await anyio.sleep(0.8)  # the shielded refresh finishes and is stored
+        after = await client.call_tool("kimi_chat", {"prompt": "next"})
+    assert not after.is_error, text_of(after)
+    assert refreshes(fake_kimi) == 1
