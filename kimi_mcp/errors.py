@@ -153,3 +153,18 @@ class InternalError(KimiMcpError):
             f"kimi-mcp hit an unexpected problem ({what}). The server keeps running: try the call again, and if it "
             "repeats, run with KIMI_CODE_DEBUG=1 and look at the server's log (stderr)."
         )
+
+
+class TurnNotSaved(KimiMcpError):
+    def __init__(self, what: str) -> None:
+        super().__init__(
+            f"This turn could not be saved ({what}), so the conversation cannot be continued from it; check that "
+            "KIMI_MCP_HOME is writable and has space."
+        )
+
+
+class HomeUnusable(KimiMcpError):
+    def __init__(self, path: str, detail: str) -> None:
+        super().__init__(
+            f"kimi-mcp cannot use its folder {path} ({detail}). Set KIMI_MCP_HOME to a folder you can write to."
+        )

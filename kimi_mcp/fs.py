@@ -7,18 +7,26 @@ import os
 import tempfile
 from pathlib import Path
 
+from kimi_mcp.errors import HomeUnusable
+
 
 def ensure_private_dir(path: Path) -> None:
     """Create `path` (and parents) and make sure only the owner can enter it, whatever the umask."""
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    if os.name != "nt" and (path.stat().st_mode & 0o777) != 0o700:
-        path.chmod(0o700)
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if os.name != "nt" and (path.stat().st_mode & 0o777) != 0o700:
+            path.chmod(0o700)
+    except OSError as exc:
+        raise HomeUnusable(str(path), exc.strerror or type(exc).__name__) from None
 
 
 def write_private_file(path: Path, data: bytes) -> None:
     """Write `data` to `path` as 0600: temp file in the same folder, fsync, rename over the old one."""
     ensure_private_dir(path.parent)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise HomeUnusable(str(path.parent), exc.strerror or type(exc).__name__) from None
     try:
         # mkstemp creates 0600 regardless of umask; chmod again in case a platform differs.
         os.fchmod(fd, 0o600) if hasattr(os, "fchmod") else None

@@ -20,7 +20,11 @@ from kimi_mcp.fs import ensure_private_dir, write_private_file
 USER_AGENT = f"kimi-mcp/{__version__}"
 PLATFORM = "kimi_mcp"
 
-_PROTECTED = frozenset({"user-agent", "authorization", "x-api-key", "content-type", "accept", "anthropic-version"})
+_PROTECTED = frozenset(
+    {"user-agent", "authorization", "x-api-key", "content-type", "accept", "anthropic-version"}
+    # framing headers: set by the HTTP client for each request, never by configuration
+    | {"host", "content-length", "transfer-encoding", "connection"}
+)
 _DEVICE_ID_FILE = "device_id"
 _DEVICE_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 

@@ -8,6 +8,7 @@ names the variable and what is allowed.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
@@ -34,6 +35,7 @@ CONTEXT_WINDOW_TOKENS = 262_144
 DEFAULT_MAX_OUTPUT_CHARS = 80_000
 
 ThinkingLevel = Literal["off", "low", "high", "max"]
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # an RFC 9110 token
 
 
 def _env(*names: str) -> AliasChoices:
@@ -105,13 +107,16 @@ class Settings(BaseModel):
         if not isinstance(value, str):
             return value
         headers: dict[str, str] = {}
-        for line in value.replace(";", "\n").splitlines():
+        for line in value.splitlines():
             if not line.strip():
                 continue
             name, sep, header_value = line.partition(":")
-            if not sep or not name.strip():
-                raise ValueError("expected lines of the form 'Name: Value'")
-            headers[name.strip()] = header_value.strip()
+            name, header_value = name.strip(), header_value.strip()
+            if not sep or not _HEADER_NAME.fullmatch(name):
+                raise ValueError("expected lines of the form 'Name: Value' with an ASCII header name")
+            if not all(32 <= ord(ch) < 127 or ch == "\t" for ch in header_value):
+                raise ValueError(f"the value of {name} must be printable ASCII")
+            headers[name] = header_value
         return headers
 
     @field_validator("api_key", mode="before")

@@ -32,13 +32,16 @@ def test_custom_headers_cannot_override_identity_or_auth(tmp_path: Path) -> None
             "Authorization": "Bearer other",
             "X-Api-Key": "k",
             "anthropic-version": "1999",
+            "Host": "evil.test",
+            "Content-Length": "5",
             "X-Gateway": "team-a",
         },
     )
     lowered = {k.lower(): v for k, v in headers.items()}
     assert lowered["user-agent"].startswith("kimi-mcp/")
     assert lowered["x-msh-platform"] == "kimi_mcp"
-    assert "authorization" not in lowered and "x-api-key" not in lowered and "anthropic-version" not in lowered
+    for name in ("authorization", "x-api-key", "anthropic-version", "host", "content-length"):
+        assert name not in lowered
     assert lowered["x-gateway"] == "team-a"
 
 

@@ -62,3 +62,14 @@ def test_cache_retention_none_from_pi_variable() -> None:
 def test_pi_cache_retention_values_are_accepted() -> None:
     for value in ("short", "long"):
         assert Settings.from_env({"PI_CACHE_RETENTION": value}).cache_enabled
+
+
+@pytest.mark.parametrize("raw", ["Bad Name: x", "X-Ü: v", "X-Ok: caf\u00e9", "no colon here"])
+def test_malformed_custom_headers_are_refused(raw: str) -> None:
+    with pytest.raises(SettingsError) as err:
+        Settings.from_env({"KIMI_CODE_CUSTOM_HEADERS": raw})
+    assert str(err.value).startswith("KIMI_CODE_CUSTOM_HEADERS:")
+
+
+def test_custom_header_values_may_hold_semicolons() -> None:
+    assert Settings.from_env({"KIMI_CODE_CUSTOM_HEADERS": "X-Tags: a;b=c"}).custom_headers == {"X-Tags": "a;b=c"}

@@ -170,13 +170,14 @@ class _StreamState:
         if self.stop_reason is None:
             raise errors.IncompleteStream()
         text = "".join(self.text)
-        note = _PLACEHOLDER_NOTE if self.hid_placeholder and not text.strip() else None
+        thinking = "".join(self.thinking)
+        note = _PLACEHOLDER_NOTE if not text.strip() and (self.hid_placeholder or thinking) else None
         return ChatResult(
             text=text,
             model=self.model,
             stop_reason=self.stop_reason,
             usage=self.usage,
-            thinking="".join(self.thinking) or None,
+            thinking=thinking or None,
             note=note,
         )
 

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+import anyio
 import httpx2
 
 from kimi_mcp import errors, logs
@@ -78,7 +79,12 @@ class KimiClient:
             return await anthropic_wire.stream_chat(self._sdk_for(token), body, on_progress)
 
         try:
-            return await self._authorized(call)
+            with anyio.fail_after(self.settings.timeout_seconds):
+                return await self._authorized(call)
+        except TimeoutError:
+            raise errors.ServiceUnavailable(
+                f"no complete reply within {self.settings.timeout_seconds:g} s, the KIMI_MCP_TIMEOUT limit"
+            ) from None
         except errors.QuotaExceeded as exc:
             raise await self._with_reset_time(exc) from None
 

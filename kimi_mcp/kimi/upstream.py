@@ -12,6 +12,7 @@ from typing import Any
 import httpx2
 
 from kimi_mcp import errors
+from kimi_mcp.logs import redact
 
 # A tool call that waits minutes on a rate limit looks hung to the host: give up and say so instead.
 MAX_RETRY_AFTER_SECONDS = 30.0
@@ -58,7 +59,8 @@ def error_for_response(
 ) -> Exception:
     """The error to raise for a failed answer; `Rejected` for a 401 so the token can be recovered."""
     error_type, message = error_details(body)
-    detail = message or error_type or f"HTTP {status}"
+    # The service's own words go into messages the model reads: never let them carry a credential.
+    detail = redact(message or error_type or f"HTTP {status}")
     if status == 401:
         return Rejected()
     if status == 402:

@@ -48,7 +48,7 @@ async def conversations(state: AppState) -> str:
 async def _load(ctx: Context, conversation_id: str) -> Conversation:
     try:
         return await _state(ctx).store.load(conversation_id)
-    except errors.ConversationNotFound as exc:
+    except errors.KimiMcpError as exc:
         raise ResourceError(exc.message) from None
 
 
@@ -57,22 +57,29 @@ async def conversation(conversation_id: str, ctx: Context) -> str:
     return render_transcript(await _load(ctx, conversation_id))
 
 
-async def conversation_turn(conversation_id: str, turn: int, ctx: Context) -> str:
+async def conversation_turn(conversation_id: str, turn: str, ctx: Context) -> str:
     """One turn's full reply text, exactly as Kimi sent it."""
     loaded = await _load(ctx, conversation_id)
-    if not 1 <= turn <= len(loaded.turns):
-        raise ResourceError(f"Conversation {conversation_id} has turns 1 to {len(loaded.turns)}; no turn {turn}.")
-    return loaded.turns[turn - 1].assistant_text
+    index = int(turn) if turn.isdigit() else 0
+    if not 1 <= index <= len(loaded.turns):
+        raise ResourceError(f"Conversation {conversation_id} has turns 1 to {len(loaded.turns)}; no turn {turn!r}.")
+    return loaded.turns[index - 1].assistant_text
 
 
 def register(server: MCPServer[AppState], current_state: Callable[[], AppState]) -> None:
     """Static resources get no Context in mcp 2.x, so they reach the shared state through `current_state`."""
 
     async def read_login() -> str:
-        return await login(current_state())
+        try:
+            return await login(current_state())
+        except errors.KimiMcpError as exc:
+            raise ResourceError(exc.message) from None
 
     async def read_conversations() -> str:
-        return await conversations(current_state())
+        try:
+            return await conversations(current_state())
+        except errors.KimiMcpError as exc:
+            raise ResourceError(exc.message) from None
 
     server.resource(
         "kimi://login",

@@ -154,19 +154,21 @@ async def _chat(
 
     from kimi_mcp.store import Turn
 
-    turn_number = await state.store.append_turn(
-        conversation_id,
-        model=model,
-        wire=wire,
-        system=system,
-        turn=Turn(
-            user=user_content,
-            assistant_text=result.text,
-            thinking=result.thinking,
-            stop_reason=result.stop_reason,
-            usage=result.usage,
-        ),
+    turn = Turn(
+        user=user_content,
+        assistant_text=result.text,
+        thinking=result.thinking,
+        stop_reason=result.stop_reason,
+        usage=result.usage,
     )
+    note = result.note
+    try:
+        turn_number = await state.store.append_turn(conversation_id, model=model, wire=wire, system=system, turn=turn)
+    except Exception as exc:  # Kimi already answered (and the quota is spent): return the reply regardless
+        logger.exception("could not store the turn of conversation %s", conversation_id)
+        turn_number = len(history) // 2 + 1
+        unsaved = errors.TurnNotSaved(type(exc).__name__).message
+        note = f"{note} {unsaved}" if note else unsaved
     uri = conversation_uri(conversation_id)
     shown, truncated = fit_output(result.text, max_output_chars)
     output = ChatOutput(
@@ -180,13 +182,15 @@ async def _chat(
         truncated=truncated,
         full_text_uri=uri,
         thinking=result.thinking if include_thinking else None,
-        note=result.note,
+        note=note,
     )
     footer = f"\n\n[conversation_id: {conversation_id} · turn {turn_number}"
     if truncated:
         footer += f" · truncated to {len(shown):,} of {len(result.text):,} chars; full reply at {uri}"
     footer += "]"
     body = shown or (f"({result.note})" if result.note else "(empty reply)")
+    if note and note != result.note:
+        footer += f"\n[{note}]"
     content: list[Any] = [TextContent(type="text", text=body + footer)]
     if truncated:
         content.append(

@@ -187,3 +187,11 @@ async def test_quota_error_says_when_the_five_hour_window_resets(fake_kimi: Fake
     reset = fake_kimi.usages["limits"][0]["detail"]["resetTime"]
     assert reset[:16] in str(err.value).replace("+00:00", "Z")
     assert len(fake_kimi.messages_requests()) == 1  # a used-up quota is never retried
+
+
+async def test_a_thinking_only_turn_without_placeholder_gets_a_note(fake_kimi: FakeKimi, tmp_path: Path) -> None:
+    fake_kimi.script(Reply(thinking="only thoughts", text=""))
+    async with KimiClient(settings_for(fake_kimi, tmp_path)) as kimi:
+        result = await kimi.chat(ask())
+    assert result.text == "" and result.thinking == "only thoughts"
+    assert result.note and "only thinking" in result.note

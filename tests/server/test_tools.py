@@ -139,7 +139,7 @@ async def test_login_status_never_shows_the_key(kimi_env: dict[str, str]) -> Non
     assert kimi_env["KIMI_API_KEY"] not in str(result.model_dump())
 
 
-async def test_an_unexpected_local_fault_is_reported_and_the_server_keeps_serving(
+async def test_a_failed_store_write_still_returns_the_reply_with_a_note(
     kimi_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from kimi_mcp.store import ConversationStore
@@ -155,8 +155,59 @@ async def test_an_unexpected_local_fault_is_reported_and_the_server_keeps_servin
 
     monkeypatch.setattr(ConversationStore, "append_turn", flaky_append)
     async with Client(server_for(kimi_env), mode="legacy") as client:
-        broken = await client.call_tool("kimi_chat", {"prompt": "one"})
-        fine = await client.call_tool("kimi_chat", {"prompt": "two"})
-    assert broken.is_error and "OSError" in text_of(broken) and "keeps running" in text_of(broken)
+        unsaved = await client.call_tool("kimi_chat", {"prompt": "one"})
+        saved = await client.call_tool("kimi_chat", {"prompt": "two"})
+    assert not unsaved.is_error
+    assert unsaved.structured_content["text"] == "Fake Kimi reply to: one"
+    assert "could not be saved (OSError)" in unsaved.structured_content["note"]
+    assert "KIMI_MCP_HOME" in text_of(unsaved)
+    assert not saved.is_error and saved.structured_content["note"] is None
+
+
+async def test_an_unexpected_fault_is_reported_and_the_server_keeps_serving(
+    kimi_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kimi_mcp.store import ConversationStore
+
+    async def broken_load(self: ConversationStore, conversation_id: str) -> Any:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(ConversationStore, "load", broken_load)
+    async with Client(server_for(kimi_env), mode="legacy") as client:
+        broken = await client.call_tool("kimi_chat", {"prompt": "x", "conversation_id": "kc_0123456789abcdef"})
+        fine = await client.call_tool("kimi_chat", {"prompt": "new conversation"})
+    assert broken.is_error and "RuntimeError" in text_of(broken) and "keeps running" in text_of(broken)
     assert "Error executing tool" not in text_of(broken)
     assert not fine.is_error
+
+
+async def test_an_unusable_home_folder_is_named_in_the_error(kimi_env: dict[str, str], tmp_path: Any) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    env = {**kimi_env, "KIMI_MCP_HOME": str(blocker / "home")}
+    async with Client(server_for(env), mode="legacy") as client:
+        result = await client.call_tool("kimi_chat", {"prompt": "x"})
+        with pytest.raises(Exception) as err:
+            await client.read_resource("kimi://conversations")
+    assert result.is_error
+    assert str(blocker / "home") in text_of(result) and "KIMI_MCP_HOME" in text_of(result)
+    assert "KIMI_MCP_HOME" in str(err.value)
+
+
+async def test_a_credential_in_kimis_error_text_is_redacted(kimi_env: dict[str, str], fake_kimi: FakeKimi) -> None:
+    key = kimi_env["KIMI_API_KEY"]
+    fake_kimi.script(Fault(status=400, error_type="invalid_request_error", message=f"header 'Bearer {key}' bad"))
+    async with Client(server_for(kimi_env), mode="legacy") as client:
+        result = await client.call_tool("kimi_chat", {"prompt": "x"})
+    assert result.is_error and "Kimi rejected the request" in text_of(result)
+    assert key not in text_of(result)
+
+
+async def test_the_per_call_timeout_bounds_a_trickling_stream(kimi_env: dict[str, str], fake_kimi: FakeKimi) -> None:
+    fake_kimi.script(Reply(text="slow " * 20, text_deltas=["slow "] * 20, delay=0.1))  # ~2.5 s in all
+    started = anyio.current_time()
+    async with Client(server_for(kimi_env, KIMI_MCP_TIMEOUT="0.8"), mode="legacy") as client:
+        result = await client.call_tool("kimi_chat", {"prompt": "x"})
+        elapsed = anyio.current_time() - started
+    assert result.is_error and "KIMI_MCP_TIMEOUT" in text_of(result)
+    assert elapsed < 2.0
