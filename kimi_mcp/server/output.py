@@ -17,12 +17,30 @@ def conversation_uri(conversation_id: str, turn: int | None = None) -> str:
     return f"{uri}/turns/{turn}" if turn is not None else uri
 
 
+# Hosts cap tool output in tokens. ASCII text and code run 2.5-4 characters a token, CJK text about one, so a
+# non-ASCII character counts as this many characters against `max_output_chars`.
+NON_ASCII_WEIGHT = 3
+
+
+def _fitting_prefix(text: str, budget: int) -> int:
+    """Length of the longest prefix of `text` whose weighted size is within `budget`."""
+    if len(text) * NON_ASCII_WEIGHT <= budget or (text.isascii() and len(text) <= budget):
+        return len(text)
+    used = 0
+    for index, char in enumerate(text):
+        used += 1 if char < "\x80" else NON_ASCII_WEIGHT
+        if used > budget:
+            return index
+    return len(text)
+
+
 def fit_output(text: str, max_chars: int) -> tuple[str, bool]:
-    """(text cut to at most `max_chars` at a clean boundary, whether it was cut)."""
-    if len(text) <= max_chars:
+    """(text cut at a clean boundary to fit `max_chars` weighted characters, whether it was cut)."""
+    fits = _fitting_prefix(text, max_chars)
+    if fits == len(text):
         return text, False
-    floor = int(max_chars * (1 - _BOUNDARY_WINDOW))
-    head = text[:max_chars]
+    floor = int(fits * (1 - _BOUNDARY_WINDOW))
+    head = text[:fits]
     for boundary in ("\n\n", "\n", " "):
         cut = head.rfind(boundary)
         if cut >= floor:

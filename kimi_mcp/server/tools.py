@@ -86,7 +86,7 @@ async def kimi_chat(
         int | None, Field(ge=1, le=262_144, description="Cap on reply tokens; default: what the context leaves.")
     ] = None,
     max_output_chars: Annotated[
-        int | None, Field(ge=200, description="Cut the returned text at this many characters; default ~80,000.")
+        int | None, Field(ge=200, description="Cut the returned text at this many characters; default 60,000.")
     ] = None,
 ) -> Annotated[CallToolResult, ChatOutput]:
     state = _state(ctx)

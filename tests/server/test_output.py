@@ -14,9 +14,19 @@ def test_cut_lands_on_a_paragraph_boundary() -> None:
     assert truncated and shown == "a" * 850
 
 
+def weight(text: str) -> int:
+    return sum(1 if ch.isascii() else 3 for ch in text)
+
+
+def test_cjk_text_is_cut_by_weight() -> None:
+    text = "代码审查。" * 1000  # 5,000 characters, ~5,000 tokens
+    shown, truncated = fit_output(text, 3000)
+    assert truncated and len(shown) == 1000 and text.startswith(shown)
+
+
 @given(st.text(min_size=0, max_size=3000), st.integers(min_value=200, max_value=2000))
 def test_cut_is_a_prefix_within_the_limit(text: str, limit: int) -> None:
     shown, truncated = fit_output(text, limit)
-    assert len(shown) <= limit
-    assert truncated == (len(text) > limit)
+    assert weight(shown) <= limit
+    assert truncated == (weight(text) > limit)
     assert text.startswith(shown.rstrip()) or text.startswith(shown)
