@@ -90,7 +90,8 @@ async def test_bad_arguments_are_a_readable_error(kimi_env: dict[str, str]) -> N
         wrong = await client.call_tool("kimi_chat", {"prompt": "x", "thinking": "extreme"})
         unknown = await client.call_tool("kimi_chat", {"prompt": "x", "conversation_id": "kc_0000000000000000"})
         still = await client.call_tool("kimi_chat", {"prompt": "still serving"})
-    assert empty.is_error and wrong.is_error
+    assert empty.is_error and "prompt" in text_of(empty) and "at least 1 character" in text_of(empty)
+    assert wrong.is_error and "thinking" in text_of(wrong) and "'off', 'low', 'high' or 'max'" in text_of(wrong)
     assert unknown.is_error and "kimi://conversations" in text_of(unknown)
     assert not still.is_error
 
