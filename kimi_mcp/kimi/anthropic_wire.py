@@ -109,6 +109,9 @@ class _StreamState:
         self.on_progress = on_progress
         self.text: list[str] = []
         self.thinking: list[str] = []
+        # Running counts: progress goes out per delta, and re-summing the pieces each time is quadratic.
+        self.text_chars = 0
+        self.thinking_chars = 0
         self.usage = Usage()
         self.stop_reason: str | None = None
         self.block_type: str | None = None
@@ -133,13 +136,11 @@ class _StreamState:
                 await self._add_text(delta.text)
             elif delta.type == "thinking_delta":
                 self.thinking.append(delta.thinking)
+                self.thinking_chars += len(delta.thinking)
                 await self._report("thinking")
         elif kind == "content_block_stop":
             if self.block_type == "text":
-                released = self.block_filter.close()
-                if released:
-                    self.text.append(released)
-                    await self._report("answering", released)
+                await self._show(self.block_filter.close())
                 self.hid_placeholder |= self.block_filter.hidden
             self.block_type = None
         elif kind == "message_delta":
@@ -148,10 +149,14 @@ class _StreamState:
                 self.usage.output_tokens = event.usage.output_tokens
 
     async def _add_text(self, delta: str) -> None:
-        shown = self.block_filter.feed(delta)
-        if shown:
-            self.text.append(shown)
-            await self._report("answering", shown)
+        await self._show(self.block_filter.feed(delta))
+
+    async def _show(self, text: str) -> None:
+        """Text the placeholder filter released: part of the answer from now on."""
+        if text:
+            self.text.append(text)
+            self.text_chars += len(text)
+            await self._report("answering", text)
 
     async def _report(self, phase: str, new_text: str = "") -> None:
         if self.on_progress is None:
@@ -160,8 +165,8 @@ class _StreamState:
             StreamProgress(
                 phase=phase,  # type: ignore[arg-type]
                 new_text=new_text,
-                text_chars=sum(map(len, self.text)),
-                thinking_chars=sum(map(len, self.thinking)),
+                text_chars=self.text_chars,
+                thinking_chars=self.thinking_chars,
                 output_tokens=self.usage.output_tokens,
             )
         )

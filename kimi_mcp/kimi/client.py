@@ -17,7 +17,7 @@ import httpx2
 from kimi_mcp import errors, logs
 from kimi_mcp.http import build_http_client
 from kimi_mcp.kimi import anthropic_wire
-from kimi_mcp.kimi.models import ChatRequest, ChatResult
+from kimi_mcp.kimi.models import ChatRequest, ChatResult, Message, TextBlock
 from kimi_mcp.kimi.quota import ModelInfo, Quota, parse_models, parse_quota
 from kimi_mcp.kimi.upstream import Rejected, error_for_response, mark_unretryable
 from kimi_mcp.settings import Settings
@@ -98,8 +98,6 @@ class KimiClient:
 
     async def ask(self, prompt: str, *, system: str | None = None) -> str:
         """One-shot convenience: the reply text to a single prompt."""
-        from kimi_mcp.kimi.models import Message, TextBlock
-
         request = ChatRequest(
             model=self.settings.model,
             system=system,

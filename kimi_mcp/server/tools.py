@@ -16,12 +16,13 @@ from mcp_types import CallToolResult, ResourceLink, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
 from kimi_mcp import errors
-from kimi_mcp.kimi.models import ChatRequest, Message, TextBlock
+from kimi_mcp.kimi.models import ChatRequest, ChatResult, Message, TextBlock
 from kimi_mcp.server.app import AppState
 from kimi_mcp.server.login_prompt import finished_login_meanwhile, login_required_result
 from kimi_mcp.server.output import conversation_uri, fit_output
 from kimi_mcp.server.progress import ProgressReporter
 from kimi_mcp.server.status import login_status
+from kimi_mcp.store import Turn
 
 logger = logging.getLogger(__name__)
 
@@ -152,8 +153,6 @@ async def _chat(
     reporter = ProgressReporter(ctx)
     result = await reporter.run(lambda: state.kimi.chat(request, on_progress=reporter.update))
 
-    from kimi_mcp.store import Turn
-
     turn = Turn(
         user=user_content,
         assistant_text=result.text,
@@ -169,6 +168,18 @@ async def _chat(
         turn_number = len(history) // 2 + 1
         unsaved = errors.TurnNotSaved(type(exc).__name__).message
         note = f"{note} {unsaved}" if note else unsaved
+    return _tool_result(result, conversation_id, turn_number, note, max_output_chars, include_thinking)
+
+
+def _tool_result(
+    result: ChatResult,
+    conversation_id: str,
+    turn_number: int,
+    note: str | None,
+    max_output_chars: int,
+    include_thinking: bool,
+) -> CallToolResult:
+    """The reply as the host shows it: text cut to size with a footer line, and the typed `ChatOutput`."""
     uri = conversation_uri(conversation_id)
     shown, truncated = fit_output(result.text, max_output_chars)
     output = ChatOutput(
@@ -209,12 +220,11 @@ async def kimi_login_status(ctx: Context) -> dict[str, Any]:
     """Login state, base URL, protocol and quota; never a token."""
     try:
         return await login_status(_state(ctx))
+    except errors.KimiMcpError as exc:
+        raise ToolError(exc.message) from None
     except Exception as exc:
         logger.exception("kimi_login_status failed unexpectedly")
-        message = (
-            exc.message if isinstance(exc, errors.KimiMcpError) else errors.InternalError(type(exc).__name__).message
-        )
-        raise ToolError(message) from None
+        raise ToolError(errors.InternalError(type(exc).__name__).message) from None
 
 
 def register(server: MCPServer[AppState]) -> None:
