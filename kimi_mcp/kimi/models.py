@@ -68,7 +68,8 @@ class ChatResult(BaseModel):
 class StreamProgress(BaseModel):
     """What a streaming call has produced so far; handed to the caller's progress callback."""
 
-    phase: Literal["waiting", "thinking", "answering"]
+    # "queued": waiting for one of the KIMI_MCP_MAX_CONCURRENCY slots before anything is sent.
+    phase: Literal["queued", "waiting", "thinking", "answering"]
     new_text: str = ""  # the answer text shown since the previous callback (for printing as it streams)
     text_chars: int = 0
     thinking_chars: int = 0

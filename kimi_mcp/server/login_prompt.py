@@ -13,8 +13,8 @@ from mcp_types import CallToolResult, TextContent
 
 from kimi_mcp import errors
 from kimi_mcp.auth.login import LoginPrompt
-from kimi_mcp.server.app import AppState
 from kimi_mcp.server.progress import ProgressReporter
+from kimi_mcp.server.state import AppState
 from kimi_mcp.server.status import login_document
 
 logger = logging.getLogger(__name__)

@@ -29,18 +29,30 @@ class ProgressReporter:
         self._last_sent = 0.0
         self._count = 0
         self._latest = StreamProgress(phase="waiting")
+        self._waiting_for: str | None = None
 
     def message(self) -> str:
         p = self._latest
         elapsed = time.monotonic() - self._started
+        if self._waiting_for is not None:
+            return f"Queued: waiting for {self._waiting_for}… {elapsed:.0f} s"
+        if p.phase == "queued":
+            return f"Queued: too many Kimi calls in flight (KIMI_MCP_MAX_CONCURRENCY)… {elapsed:.0f} s"
         if p.phase == "waiting":
             return f"Waiting for Kimi… {elapsed:.0f} s"
         if p.phase == "thinking":
             return f"Kimi is thinking… {p.thinking_chars} chars of thinking, {elapsed:.0f} s"
         return f"Kimi is answering… {p.text_chars} chars, {elapsed:.0f} s"
 
+    async def waiting_for(self, what: str | None) -> None:
+        """Say the call is queued behind `what` (None: no longer queued); sent at once."""
+        self._waiting_for = what
+        if what is not None:
+            await self._send()
+
     async def update(self, progress: StreamProgress) -> None:
         self._latest = progress
+        self._waiting_for = None
         if time.monotonic() - self._last_sent >= _MIN_INTERVAL_SECONDS:
             await self._send()
 

@@ -11,9 +11,9 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ResourceError
 
 from kimi_mcp import errors
-from kimi_mcp.server.app import AppState
 from kimi_mcp.server.login_prompt import login_resource_state
 from kimi_mcp.server.output import CONVERSATIONS_URI, render_transcript
+from kimi_mcp.server.state import AppState
 from kimi_mcp.store import Conversation
 
 _RECENT_LIMIT = 50

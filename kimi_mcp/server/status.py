@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from kimi_mcp import errors
-from kimi_mcp.server.app import AppState
+from kimi_mcp.server.state import AppState
 
 
 async def login_document(state: AppState) -> dict[str, Any]:

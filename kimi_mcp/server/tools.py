@@ -17,10 +17,10 @@ from pydantic import BaseModel, Field
 
 from kimi_mcp import errors
 from kimi_mcp.kimi.models import ChatRequest, ChatResult, Message, TextBlock
-from kimi_mcp.server.app import AppState
 from kimi_mcp.server.login_prompt import finished_login_meanwhile, login_required_result
 from kimi_mcp.server.output import conversation_uri, fit_output
 from kimi_mcp.server.progress import ProgressReporter
+from kimi_mcp.server.state import AppState
 from kimi_mcp.server.status import login_status
 from kimi_mcp.store import Turn
 

@@ -1,0 +1,60 @@
+"""The state every tool and resource shares: one Kimi client, one store, one login manager per server.
+
+Members are made on first use, so a server answers `initialize` before touching the disk or the network.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from anyio.abc import TaskGroup
+
+from kimi_mcp.settings import Settings
+
+if TYPE_CHECKING:
+    from kimi_mcp.auth.login import LoginManager
+    from kimi_mcp.kimi.client import KimiClient
+    from kimi_mcp.store import ConversationStore
+
+
+@dataclass
+class AppState:
+    """What every tool call shares. Members are created lazily, on first use."""
+
+    settings: Settings
+    task_group: TaskGroup
+    _kimi: KimiClient | None = field(default=None, init=False)
+    _store: ConversationStore | None = field(default=None, init=False)
+    _login: LoginManager | None = field(default=None, init=False)
+
+    @property
+    def kimi(self) -> KimiClient:
+        if self._kimi is None:
+            from kimi_mcp.kimi.client import KimiClient
+
+            self._kimi = KimiClient(self.settings)
+        return self._kimi
+
+    @property
+    def store(self) -> ConversationStore:
+        if self._store is None:
+            from kimi_mcp.store import ConversationStore
+
+            max_age = self.settings.conversation_max_age_days * 86_400
+            self._store = ConversationStore(self.settings.home, max_age_seconds=max_age)
+        return self._store
+
+    @property
+    def login(self) -> LoginManager:
+        if self._login is None:
+            from kimi_mcp.auth.login import LoginManager
+
+            self._login = LoginManager(self.settings, self.kimi.http, self.kimi.tokens)  # type: ignore[arg-type]
+        return self._login
+
+    async def aclose(self) -> None:
+        if self._store is not None:
+            await self._store.aclose()
+        if self._kimi is not None:
+            await self._kimi.aclose()
