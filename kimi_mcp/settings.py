@@ -78,6 +78,10 @@ class Settings(BaseModel):
     max_output_chars: Annotated[int, Field(ge=1000, le=10_000_000)] = Field(
         DEFAULT_MAX_OUTPUT_CHARS, validation_alias=_env("KIMI_MCP_MAX_OUTPUT_CHARS", "max_output_chars")
     )
+    # kimi-wire.md §9: the service answers 403 "concurrent request limit" past ~30 requests in flight per account.
+    max_concurrency: Annotated[int, Field(ge=1, le=1000)] = Field(
+        30, validation_alias=_env("KIMI_MCP_MAX_CONCURRENCY", "max_concurrency")
+    )
     thinking: ThinkingLevel = Field("off", validation_alias=_env("KIMI_MCP_THINKING", "thinking"))
     conversation_max_age_days: Annotated[float, Field(gt=0)] = Field(
         30.0, validation_alias=_env("KIMI_MCP_CONVERSATION_MAX_AGE_DAYS", "conversation_max_age_days")
