@@ -31,9 +31,11 @@ DEFAULT_OAUTH_HOST = "https://auth.kimi.com"
 DEFAULT_OAUTH_CLIENT_ID = "17e5f671-d194-4dfb-9706-5516cb48c098"
 DEFAULT_MODEL = "kimi-for-coding"
 CONTEXT_WINDOW_TOKENS = 262_144
-# Claude Code cuts tool output at 25,000 tokens. Code runs about 2.5 characters a token, so 60,000 keeps a reply
-# with its footer below that; non-ASCII characters weigh 3 each in the cut (server/output.py), which covers CJK.
-DEFAULT_MAX_OUTPUT_CHARS = 60_000
+# The smallest host limit on one text block decides (docs/hosts.md): Gemini CLI shows a block over ~40,000
+# characters as head and tail only, Codex cuts at ~48,000 with its default model, Claude Code saves a result over
+# 50,000 to a file. 36,000 leaves a reply plus its footer and a note whole in all three; non-ASCII characters weigh
+# 3 each in the cut (server/output.py), which keeps CJK text under the hosts' token limits too.
+DEFAULT_MAX_OUTPUT_CHARS = 36_000
 
 ThinkingLevel = Literal["off", "low", "high", "max"]
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # an RFC 9110 token

@@ -53,6 +53,6 @@ def build_server(settings: Settings) -> MCPServer[AppState]:
         lifespan=lifespan,
         log_level="DEBUG" if settings.debug else "INFO",
     )
-    tools.register(server)
+    tools.register(server, settings)
     resources.register(server, current_state)
     return server

@@ -6,22 +6,23 @@ do; nothing a tool raises may crash the server or reach the model as a bare "Err
 
 from __future__ import annotations
 
+import json
 import logging
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
-from mcp.server.mcpserver.exceptions import ToolError
-from mcp_types import CallToolResult, ResourceLink, TextContent, ToolAnnotations
-from pydantic import BaseModel, Field
+from mcp_types import CallToolResult, TextContent, ToolAnnotations
+from pydantic import Field
 
 from kimi_mcp import errors
-from kimi_mcp.kimi.models import ChatRequest, ChatResult, Message, TextBlock
+from kimi_mcp.kimi.models import ChatRequest, Message, TextBlock
+from kimi_mcp.server.chat_result import CLAUDE_CODE_SIZE_HINT_KEY, chat_result, size_hint
 from kimi_mcp.server.login_prompt import finished_login_meanwhile, login_required_result
-from kimi_mcp.server.output import conversation_uri, fit_output
 from kimi_mcp.server.progress import ProgressReporter
 from kimi_mcp.server.state import AppState
 from kimi_mcp.server.status import login_status
+from kimi_mcp.settings import Settings
 from kimi_mcp.store import Turn
 
 logger = logging.getLogger(__name__)
@@ -30,8 +31,9 @@ CHAT_DESCRIPTION = (
     "Ask Kimi (Moonshot's kimi-for-coding, 262k-token context) and get its reply. Kimi sees ONLY what you put "
     "in this call (prompt, system) plus earlier turns of the same conversation_id — not your files, tools or "
     "chat. Good for a second opinion or review, reading long text you paste in, or a parallel sub-task. "
-    "Returns the reply text and a conversation_id; pass it back to continue the thread (cheap: Kimi caches the "
-    "shared prefix). Long replies are cut to max_output_chars; the full text stays at kimi://conversations/{id}."
+    "Returns the reply as text ending with a line [conversation_id: … · turn N]; pass the id back to continue "
+    "the thread (cheap: Kimi caches the shared prefix). Long replies are cut; the footer then names the "
+    "kimi://conversations/{id} resource with the full text."
 )
 STATUS_DESCRIPTION = (
     "Show how kimi-mcp is signed in to Kimi (API key, account login or none), the base URL and protocol, and "
@@ -39,28 +41,9 @@ STATUS_DESCRIPTION = (
 )
 
 
-class UsageOut(BaseModel):
-    input_tokens: int
-    output_tokens: int
-    cache_read_tokens: int
-
-
-class ChatOutput(BaseModel):
-    text: str = Field(description="Kimi's reply (possibly truncated; see `truncated`).")
-    conversation_id: str = Field(description="Pass back as conversation_id to continue this conversation.")
-    turn: int = Field(description="1-based number of this turn in the conversation.")
-    model: str
-    stop_reason: str
-    usage: UsageOut
-    cache_hit_ratio: float = Field(description="Share of this turn's prompt tokens served from Kimi's cache.")
-    truncated: bool = Field(description="True when `text` was cut to max_output_chars.")
-    full_text_uri: str = Field(description="Resource with the whole transcript, reply included.")
-    thinking: str | None = Field(None, description="Kimi's thinking, only with include_thinking=true.")
-    note: str | None = None
-
-
 def _error(message: str) -> CallToolResult:
-    return CallToolResult(content=[TextContent(type="text", text=message)], is_error=True)
+    # "Error:" in the text itself: Codex does not show its model the isError flag (docs/hosts.md).
+    return CallToolResult(content=[TextContent(type="text", text=f"Error: {message}")], is_error=True)
 
 
 def _state(ctx: Context) -> AppState:
@@ -81,16 +64,21 @@ async def kimi_chat(
         Field(description="How hard Kimi thinks before answering; default from settings (off)."),
     ] = None,
     include_thinking: Annotated[
-        bool, Field(description="Return Kimi's thinking in the structured result (never in the text).")
+        bool,
+        Field(
+            description="Also return Kimi's thinking, in the result's _meta for programmatic clients (not the text)."
+        ),
     ] = False,
     max_output_tokens: Annotated[
         int | None, Field(ge=1, le=262_144, description="Cap on reply tokens; default: what the context leaves.")
     ] = None,
     max_output_chars: Annotated[
-        int | None, Field(ge=200, description="Cut the returned text at this many characters; default 60,000.")
+        int | None,
+        Field(ge=200, description="Cut the returned text shorter than the server's cap (KIMI_MCP_MAX_OUTPUT_CHARS)."),
     ] = None,
-) -> Annotated[CallToolResult, ChatOutput]:
+) -> CallToolResult:
     state = _state(ctx)
+    cap = state.settings.max_output_chars
 
     async def chat() -> CallToolResult:
         return await _chat(
@@ -102,7 +90,8 @@ async def kimi_chat(
             thinking=thinking or state.settings.thinking,
             include_thinking=include_thinking,
             max_output_tokens=max_output_tokens,
-            max_output_chars=max_output_chars or state.settings.max_output_chars,
+            # Per call the cut can only be lowered: the tool's size hint to hosts follows the server's cap.
+            max_output_chars=min(max_output_chars or cap, cap),
         )
 
     try:
@@ -168,75 +157,50 @@ async def _chat(
         turn_number = len(history) // 2 + 1
         unsaved = errors.TurnNotSaved(type(exc).__name__).message
         note = f"{note} {unsaved}" if note else unsaved
-    return _tool_result(result, conversation_id, turn_number, note, max_output_chars, include_thinking)
-
-
-def _tool_result(
-    result: ChatResult,
-    conversation_id: str,
-    turn_number: int,
-    note: str | None,
-    max_output_chars: int,
-    include_thinking: bool,
-) -> CallToolResult:
-    """The reply as the host shows it: text cut to size with a footer line, and the typed `ChatOutput`."""
-    uri = conversation_uri(conversation_id)
-    shown, truncated = fit_output(result.text, max_output_chars)
-    output = ChatOutput(
-        text=shown,
+    return chat_result(
+        result,
         conversation_id=conversation_id,
         turn=turn_number,
-        model=result.model,
-        stop_reason=result.stop_reason,
-        usage=UsageOut(**result.usage.model_dump()),
-        cache_hit_ratio=result.usage.cache_hit_ratio,
-        truncated=truncated,
-        full_text_uri=uri,
-        thinking=result.thinking if include_thinking else None,
         note=note,
+        max_output_chars=max_output_chars,
+        include_thinking=include_thinking,
     )
-    footer = f"\n\n[conversation_id: {conversation_id} · turn {turn_number}"
-    if truncated:
-        footer += f" · truncated to {len(shown):,} of {len(result.text):,} chars; full reply at {uri}"
-    footer += "]"
-    body = shown or (f"({result.note})" if result.note else "(empty reply)")
-    if note and note != result.note:
-        footer += f"\n[{note}]"
-    content: list[Any] = [TextContent(type="text", text=body + footer)]
-    if truncated:
-        content.append(
-            ResourceLink(
-                type="resource_link",
-                uri=uri,
-                name=f"conversation {conversation_id}",
-                description="Full transcript with the untruncated reply",
-                mime_type="text/markdown",
-            )
-        )
-    return CallToolResult(content=content, structured_content=output.model_dump(mode="json"))
 
 
-async def kimi_login_status(ctx: Context) -> dict[str, Any]:
-    """Login state, base URL, protocol and quota; never a token."""
+STATUS_META_KEY = "kimi-mcp/login_status"
+
+
+async def kimi_login_status(ctx: Context) -> CallToolResult:
+    """Login state, base URL, protocol and quota as JSON text (the same document in `_meta`); never a token.
+
+    Text, not structured output, for the same reasons as kimi_chat (server/chat_result.py): every host shows its
+    model the text, and a small indented JSON document reads well enough there.
+    """
     try:
-        return await login_status(_state(ctx))
+        report = await login_status(_state(ctx))
     except errors.KimiMcpError as exc:
-        raise ToolError(exc.message) from None
+        return _error(exc.message)
     except Exception as exc:
         logger.exception("kimi_login_status failed unexpectedly")
-        raise ToolError(errors.InternalError(type(exc).__name__).message) from None
+        return _error(errors.InternalError(type(exc).__name__).message)
+    text = json.dumps(report, indent=2, ensure_ascii=False)
+    return CallToolResult(content=[TextContent(type="text", text=text)], meta={STATUS_META_KEY: report})
 
 
-def register(server: MCPServer[AppState]) -> None:
+def register(server: MCPServer[AppState], settings: Settings) -> None:
     server.tool(
         name="kimi_chat",
         title="Ask Kimi",
         description=CHAT_DESCRIPTION,
         annotations=ToolAnnotations(read_only_hint=True, open_world_hint=True, destructive_hint=False),
+        # Claude Code saves results over 50,000 characters to a file unless the tool allows more (chat_result.py).
+        meta={CLAUDE_CODE_SIZE_HINT_KEY: size_hint(settings.max_output_chars)},
+        structured_output=False,
     )(kimi_chat)
     server.tool(
         name="kimi_login_status",
         title="Kimi login status",
         description=STATUS_DESCRIPTION,
         annotations=ToolAnnotations(read_only_hint=True, open_world_hint=True, idempotent_hint=True),
+        structured_output=False,
     )(kimi_login_status)

@@ -15,6 +15,7 @@ from mcp import Client
 from kimi_mcp.server.app import build_server
 from kimi_mcp.settings import Settings
 from kimi_mcp.testing.fake_kimi import FakeKimi, Reply
+from kimi_mcp.testing.mcp_results import chat_meta, reply_of, text_of
 
 pytestmark = pytest.mark.anyio
 PLACEHOLDER = "(Empty response: {'content': [{'type': 'thinking'}]})"
@@ -24,10 +25,6 @@ def server_for(env: dict[str, str], **extra: str) -> Any:
     return build_server(Settings.from_env({**env, **extra}))
 
 
-def text_of(result: Any) -> str:
-    return "".join(block.text for block in result.content if block.type == "text")
-
-
 async def test_ten_turns_read_almost_all_of_the_previous_prompt_from_the_cache(
     kimi_env: dict[str, str], fake_kimi: FakeKimi
 ) -> None:
@@ -35,14 +32,14 @@ async def test_ten_turns_read_almost_all_of_the_previous_prompt_from_the_cache(
     outputs = []
     async with Client(server_for(kimi_env), mode="legacy") as client:
         first = await client.call_tool("kimi_chat", {"prompt": "Turn 1: " + "context " * 300, "system": system})
-        outputs.append(first.structured_content)
-        conversation_id = first.structured_content["conversation_id"]
+        outputs.append(chat_meta(first))
+        conversation_id = chat_meta(first)["conversation_id"]
         for turn in range(2, 11):
             result = await client.call_tool(
                 "kimi_chat", {"prompt": f"Turn {turn}: and now?", "conversation_id": conversation_id}
             )
             assert not result.is_error, text_of(result)
-            outputs.append(result.structured_content)
+            outputs.append(chat_meta(result))
     shares = []
     for previous, current in itertools.pairwise(outputs):
         previous_prompt = previous["usage"]["input_tokens"] + previous["usage"]["cache_read_tokens"]
@@ -59,7 +56,7 @@ async def test_cache_retention_none_sends_no_cache_key(kimi_env: dict[str, str],
     for variable in ("KIMI_MCP_CACHE_RETENTION", "PI_CACHE_RETENTION"):
         async with Client(server_for(kimi_env, **{variable: "none"}), mode="legacy") as client:
             result = await client.call_tool("kimi_chat", {"prompt": "no cache"})
-        assert not result.is_error and result.structured_content["conversation_id"]
+        assert not result.is_error and chat_meta(result)["conversation_id"]
     assert all("prompt_cache_key" not in r.json() for r in fake_kimi.messages_requests())
     assert len(fake_kimi.messages_requests()) == 2
 
@@ -67,7 +64,7 @@ async def test_cache_retention_none_sends_no_cache_key(kimi_env: dict[str, str],
 async def test_history_is_replayed_byte_identically(kimi_env: dict[str, str], fake_kimi: FakeKimi) -> None:
     async with Client(server_for(kimi_env), mode="auto") as client:
         first = await client.call_tool("kimi_chat", {"prompt": "one", "system": "be brief"})
-        cid = first.structured_content["conversation_id"]
+        cid = chat_meta(first)["conversation_id"]
         await client.call_tool("kimi_chat", {"prompt": "two", "conversation_id": cid, "system": "ignored"})
         await client.call_tool("kimi_chat", {"prompt": "three", "conversation_id": cid})
     bodies = [r.json() for r in fake_kimi.messages_requests()]
@@ -84,13 +81,15 @@ async def test_long_reply_is_cut_and_stays_whole_in_the_resource(kimi_env: dict[
     fake_kimi.script(Reply(text=full))
     async with Client(server_for(kimi_env), mode="legacy") as client:
         result = await client.call_tool("kimi_chat", {"prompt": "long please", "max_output_chars": 2000})
-        out = result.structured_content
+        out = chat_meta(result)
+        shown = reply_of(result)
         links = [block for block in result.content if block.type == "resource_link"]
         turn = await client.read_resource(f"{out['full_text_uri']}/turns/1")
         transcript = await client.read_resource(out["full_text_uri"])
         listing = json.loads((await client.read_resource("kimi://conversations")).contents[0].text)
-    assert out["truncated"] is True and len(out["text"]) <= 2000
-    assert full.startswith(out["text"]) and out["text"].endswith(("word", "é"))
+    assert out["truncated"] is True and len(shown) <= 2000 and out["shown_chars"] == len(shown)
+    assert out["full_chars"] == len(full)
+    assert full.startswith(shown) and shown.endswith(("word", "é"))
     assert "truncated" in text_of(result) and out["full_text_uri"] in text_of(result)
     assert [str(link.uri) for link in links] == [out["full_text_uri"]]
     assert turn.contents[0].text.encode() == full.encode()
@@ -110,8 +109,8 @@ async def test_placeholder_never_shows_in_progress_or_result(
             result = await client.call_tool("kimi_chat", {"prompt": "q"})
             assert not result.is_error
             assert "Empty response" not in json.dumps(result.model_dump())
-            assert result.structured_content["text"] == ""
-            assert result.structured_content["note"]
+            assert chat_meta(result)["shown_chars"] == 0
+            assert chat_meta(result)["note"] and reply_of(result) == f"({chat_meta(result)['note']})"
 
 
 async def test_text_that_merely_starts_like_the_placeholder_is_kept(
@@ -120,7 +119,7 @@ async def test_text_that_merely_starts_like_the_placeholder_is_kept(
     fake_kimi.script(Reply(text="(Empty set) is the answer.", text_deltas=["(Emp", "ty set) is", " the answer."]))
     async with Client(server_for(kimi_env), mode="legacy") as client:
         result = await client.call_tool("kimi_chat", {"prompt": "q"})
-    assert result.structured_content["text"] == "(Empty set) is the answer."
+    assert reply_of(result) == "(Empty set) is the answer."
 
 
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
@@ -141,7 +140,7 @@ async def test_cancelling_a_call_closes_the_upstream_stream_fast(
     upstream = fake_kimi.messages_requests()[0]
     assert upstream.disconnected_at is not None and not upstream.completed
     assert upstream.disconnected_at - cancelled_at < 1.0
-    assert not after.is_error and after.structured_content["text"] == "Fake Kimi reply to: next"
+    assert not after.is_error and reply_of(after) == "Fake Kimi reply to: next"
     assert [c["first_prompt_line"] for c in listing["conversations"]] == ["next"]  # the cancelled turn is not stored
 
 
@@ -174,22 +173,20 @@ async def test_efforts_not_listed_by_the_model_fall_back_to_enabled(
     assert body["thinking"] == {"type": "enabled"} and "output_config" not in body
 
 
-async def test_include_thinking_returns_it_in_structured_output_only(
-    kimi_env: dict[str, str], fake_kimi: FakeKimi
-) -> None:
+async def test_include_thinking_returns_it_in_meta_only(kimi_env: dict[str, str], fake_kimi: FakeKimi) -> None:
     fake_kimi.script(Reply(thinking="secret reasoning", text="answer"), Reply(thinking="more reasoning", text="b"))
     async with Client(server_for(kimi_env), mode="legacy") as client:
         shown = await client.call_tool("kimi_chat", {"prompt": "q", "thinking": "high", "include_thinking": True})
         hidden = await client.call_tool("kimi_chat", {"prompt": "q", "thinking": "high"})
-    assert shown.structured_content["thinking"] == "secret reasoning"
+    assert chat_meta(shown)["thinking"] == "secret reasoning"
     assert "secret reasoning" not in text_of(shown)
-    assert hidden.structured_content["thinking"] is None
+    assert chat_meta(hidden)["thinking"] is None
 
 
 async def test_bad_resource_addresses_get_readable_errors(kimi_env: dict[str, str]) -> None:
     async with Client(server_for(kimi_env), mode="legacy") as client:
         result = await client.call_tool("kimi_chat", {"prompt": "q"})
-        uri = result.structured_content["full_text_uri"]
+        uri = chat_meta(result)["full_text_uri"]
         messages = []
         for address in (f"{uri}/turns/abc", f"{uri}/turns/2", "kimi://conversations/kc_ffffffffffffffff"):
             with pytest.raises(Exception) as err:

@@ -92,9 +92,10 @@ def test_inspector_calls_kimi_chat(inspector: Inspect, kimi_env: dict[str, str],
     result = out["result"]
     assert result["isError"] is False
     assert result["content"][0]["text"].startswith("Fake Kimi reply to: Hello from the Inspector\n")
-    structured = result["structuredContent"]
-    assert structured["text"] == "Fake Kimi reply to: Hello from the Inspector"
-    assert structured["conversation_id"] in result["content"][0]["text"] and structured["turn"] == 1
+    assert "structuredContent" not in result
+    fields = result["_meta"]["kimi-mcp/chat"]
+    footer = f"\n\n[conversation_id: {fields['conversation_id']} · turn 1]"
+    assert result["content"][0]["text"] == "Fake Kimi reply to: Hello from the Inspector" + footer
     [sent] = fake_kimi.messages_requests()
     assert sent.headers["authorization"] == f"Bearer {kimi_env['KIMI_API_KEY']}" and "x-api-key" not in sent.headers
 
@@ -106,7 +107,7 @@ def test_inspector_reads_login_status(inspector: Inspect, kimi_env: dict[str, st
     assert status["logged_in"] is True and status["method"] == "api_key"
     assert status["base_url"] == kimi_env["KIMI_CODE_BASE_URL"] and status["protocol"] == "anthropic"
     assert status["quota"]["five_hour"]["limit"] == 50
-    assert out["result"]["structuredContent"] == status
+    assert out["result"]["_meta"]["kimi-mcp/login_status"] == status
     assert kimi_env["KIMI_API_KEY"] not in json.dumps(out)
 
 

@@ -18,6 +18,7 @@ from kimi_mcp.auth.store import CredentialStore, StoredLogin
 from kimi_mcp.server.app import build_server
 from kimi_mcp.settings import Settings
 from kimi_mcp.testing.fake_kimi import FakeKimi
+from kimi_mcp.testing.mcp_results import reply_of, status_of
 
 pytestmark = pytest.mark.anyio
 
@@ -56,8 +57,8 @@ async def test_login_from_inside_the_host_then_the_next_call_just_works(
         second = await client.call_tool("kimi_chat", {"prompt": "after approval"})
         status = await client.call_tool("kimi_login_status", {})
     assert not second.is_error, text_of(second)
-    assert second.structured_content["text"] == "Fake Kimi reply to: after approval"
-    assert status.structured_content["method"] == "oauth" and status.structured_content["logged_in"]
+    assert reply_of(second) == "Fake Kimi reply to: after approval"
+    assert status_of(status)["method"] == "oauth" and status_of(status)["logged_in"]
     assert len([r for r in fake_kimi.requests if r.path.endswith("/device_authorization")]) == 1
 
 
@@ -139,7 +140,7 @@ async def test_a_denied_login_is_reported_with_the_next_code(account_env: dict[s
         fake_kimi.oauth.deny()
         with anyio.fail_after(10):
             while True:
-                status = (await client.call_tool("kimi_login_status", {})).structured_content
+                status = status_of(await client.call_tool("kimi_login_status", {}))
                 if not status["login_in_progress"]:
                     break
                 await anyio.sleep(0.1)

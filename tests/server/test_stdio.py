@@ -20,6 +20,7 @@ from mcp.client.stdio import stdio_client
 
 from kimi_mcp._version import __version__
 from kimi_mcp.testing.fake_kimi import FakeKimi, Fault, Reply
+from kimi_mcp.testing.mcp_results import chat_meta, reply_of, status_of, text_of
 
 pytestmark = pytest.mark.anyio
 
@@ -44,10 +45,6 @@ async def stdio_server(env: dict[str, str], stderr: Path, *, mode: str = "auto")
         finally:
             errlog.seek(start)
             print(f"--- kimi-mcp serve stderr ({stderr.name}) ---\n{errlog.read()}")
-
-
-def text_of(result: Any) -> str:
-    return "".join(block.text for block in result.content if block.type == "text")
 
 
 async def read_text(client: Client, uri: str) -> str:
@@ -88,9 +85,9 @@ async def test_kimi_chat_over_stdio_sends_the_kimi_wire(
     assert set(tools) == {"kimi_chat", "kimi_login_status"}
     assert tools["kimi_chat"].input_schema["required"] == ["prompt"]
     assert not result.is_error, text_of(result)
-    out = result.structured_content
-    assert out["text"] == "Fake Kimi reply to: Review this diff over stdio"
-    assert text_of(result).startswith(out["text"])
+    out = chat_meta(result)
+    assert result.structured_content is None
+    assert reply_of(result) == "Fake Kimi reply to: Review this diff over stdio"
     assert out["conversation_id"] in text_of(result) and out["turn"] == 1
     assert out["model"] == "kimi-for-coding" and out["stop_reason"] == "end_turn"
     assert out["usage"]["input_tokens"] > 0 and out["usage"]["output_tokens"] > 0
@@ -115,13 +112,13 @@ async def test_conversation_continues_byte_identically_across_a_server_restart(
     async with stdio_server(kimi_env, stderr) as first:
         turn1 = await first.call_tool("kimi_chat", {"prompt": "Turn one: ✓ review\nthis", "system": system})
     assert not turn1.is_error, text_of(turn1)
-    conversation_id = turn1.structured_content["conversation_id"]
+    conversation_id = chat_meta(turn1)["conversation_id"]
 
     async with stdio_server(kimi_env, stderr) as second:  # a new process, same KIMI_MCP_HOME
         turn2 = await second.call_tool("kimi_chat", {"prompt": "Turn two", "conversation_id": conversation_id})
     assert not turn2.is_error, text_of(turn2)
-    assert turn2.structured_content["conversation_id"] == conversation_id
-    assert turn2.structured_content["turn"] == 2
+    assert chat_meta(turn2)["conversation_id"] == conversation_id
+    assert chat_meta(turn2)["turn"] == 2
 
     first_body, second_body = (request.json() for request in fake_kimi.messages_requests())
     assert first_body["system"] == system
@@ -149,7 +146,7 @@ async def test_two_server_processes_write_their_conversations_at_the_same_time(
             result = await client.call_tool("kimi_chat", arguments)
             results[name].append(result)
             assert not result.is_error, text_of(result)
-            conversation_id = result.structured_content["conversation_id"]
+            conversation_id = chat_meta(result)["conversation_id"]
 
     async with (
         stdio_server(kimi_env, tmp_path / "a.log") as client_a,
@@ -161,15 +158,15 @@ async def test_two_server_processes_write_their_conversations_at_the_same_time(
             group.start_soon(converse, "a", client_a)
             group.start_soon(converse, "b", client_b)
         listing = json.loads(await read_text(client_a, "kimi://conversations"))
-        ids = {name: results[name][-1].structured_content["conversation_id"] for name in results}
+        ids = {name: chat_meta(results[name][-1])["conversation_id"] for name in results}
         transcripts = {name: await read_text(client_b, f"kimi://conversations/{ids[name]}") for name in ids}
 
-    everything = " ".join(text_of(r) + dumped(r.structured_content) for rs in results.values() for r in rs)
+    everything = " ".join(text_of(r) + dumped(r.meta) for rs in results.values() for r in rs)
     everything += " ".join((tmp_path / f"{name}.log").read_text() for name in results)
     assert "database is locked" not in everything.lower()
     for name, conversation_id in ids.items():
-        assert [r.structured_content["turn"] for r in results[name]] == list(range(1, turns + 1))
-        assert {r.structured_content["conversation_id"] for r in results[name]} == {conversation_id}
+        assert [chat_meta(r)["turn"] for r in results[name]] == list(range(1, turns + 1))
+        assert {chat_meta(r)["conversation_id"] for r in results[name]} == {conversation_id}
         assert f"- turns: {turns}" in transcripts[name]
         for number in range(1, turns + 1):
             assert f"Fake Kimi reply to: {name} turn {number}" in transcripts[name]
@@ -192,7 +189,7 @@ async def test_no_secret_reaches_results_resources_or_debug_logs(
         fake_kimi.script(*[Fault(status=500, retry_after=0.01)] * 3)
         failed = await client.call_tool("kimi_chat", {"prompt": "a call that fails"})
         status = await client.call_tool("kimi_login_status", {})
-        conversation_id = worked.structured_content["conversation_id"]
+        conversation_id = chat_meta(worked)["conversation_id"]
         for uri in ("kimi://login", "kimi://conversations", f"kimi://conversations/{conversation_id}"):
             seen.append(await read_text(client, uri))
     seen += [r.model_dump_json() for r in (worked, failed, status)]
@@ -231,8 +228,8 @@ async def test_server_starts_without_credentials_and_kimi_chat_explains_the_logi
     assert login["verification_uri_complete"] in message and login["user_code"] in message
     assert "KIMI_API_KEY" in message and "call the tool again" in message
     assert fake_kimi.oauth.device_authorizations == 1  # the resource reused the login kimi_chat started
-    assert not status.is_error and status.structured_content["logged_in"] is False
-    assert status.structured_content["base_url"] == unreachable
+    assert not status.is_error and status_of(status)["logged_in"] is False
+    assert status_of(status)["base_url"] == unreachable
 
 
 async def test_device_login_from_inside_the_host_then_kimi_chat_works_and_no_token_leaks(
@@ -250,12 +247,12 @@ async def test_device_login_from_inside_the_host_then_kimi_chat_works_and_no_tok
         worked = await client.call_tool("kimi_chat", {"prompt": "after the login"})
         status = await client.call_tool("kimi_login_status", {})
         seen += [await read_text(client, "kimi://login"), json.dumps(login)]
-        seen += [await read_text(client, f"kimi://conversations/{worked.structured_content['conversation_id']}")]
+        seen += [await read_text(client, f"kimi://conversations/{chat_meta(worked)['conversation_id']}")]
     seen += [r.model_dump_json() for r in (refused, worked, status)]
 
     assert refused.is_error and not worked.is_error, text_of(worked)
-    assert worked.structured_content["text"] == "Fake Kimi reply to: after the login"
-    assert login["method"] == "oauth" and status.structured_content["method"] == "oauth"
+    assert reply_of(worked) == "Fake Kimi reply to: after the login"
+    assert login["method"] == "oauth" and status_of(status)["method"] == "oauth"
     assert fake_kimi.oauth.device_authorizations == 1
     secrets = fake_kimi.oauth.issued_secrets()  # device code, access token, refresh token
     assert len(secrets) == 3

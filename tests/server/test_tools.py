@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 from typing import Any
 
 import anyio
@@ -12,6 +13,7 @@ from mcp import Client
 from kimi_mcp.server.app import build_server
 from kimi_mcp.settings import Settings
 from kimi_mcp.testing.fake_kimi import FakeKimi, Fault, Reply
+from kimi_mcp.testing.mcp_results import chat_meta, reply_of, status_of, text_of
 
 pytestmark = pytest.mark.anyio
 MODES = pytest.mark.parametrize("mode", ["auto", "legacy"])
@@ -21,12 +23,8 @@ def server_for(env: dict[str, str], **extra: str) -> Any:
     return build_server(Settings.from_env({**env, **extra}))
 
 
-def text_of(result: Any) -> str:
-    return "".join(block.text for block in result.content if block.type == "text")
-
-
 @MODES
-async def test_kimi_chat_returns_the_reply_and_structured_output(
+async def test_kimi_chat_returns_the_reply_as_text_and_its_fields_in_meta(
     mode: str, kimi_env: dict[str, str], fake_kimi: FakeKimi
 ) -> None:
     async with Client(server_for(kimi_env), mode=mode) as client:
@@ -34,12 +32,25 @@ async def test_kimi_chat_returns_the_reply_and_structured_output(
         result = await client.call_tool("kimi_chat", {"prompt": "Review this diff"})
     assert names == {"kimi_chat", "kimi_login_status"}
     assert not result.is_error
-    assert text_of(result).startswith("Fake Kimi reply to: Review this diff")
-    out = result.structured_content
-    assert out["text"] == "Fake Kimi reply to: Review this diff"
+    out = chat_meta(result)
+    assert result.structured_content is None
+    assert [block.type for block in result.content] == ["text"]
+    assert (
+        text_of(result)
+        == f"Fake Kimi reply to: Review this diff\n\n[conversation_id: {out['conversation_id']} · turn 1]"
+    )
     assert out["model"] == "kimi-for-coding" and out["stop_reason"] == "end_turn"
-    assert set(out["usage"]) == {"input_tokens", "output_tokens", "cache_read_tokens"}
-    assert out["conversation_id"] in text_of(result)
+    assert {k: type(v) for k, v in out["usage"].items()} == {
+        "input_tokens": int,
+        "output_tokens": int,
+        "cache_read_tokens": int,
+    }
+    assert out["usage"]["output_tokens"] > 0
+    assert out["turn"] == 1 and out["truncated"] is False and isinstance(out["cache_hit_ratio"], float)
+    assert out["full_text_uri"] == f"kimi://conversations/{out['conversation_id']}"
+    assert out["turn_uri"] == f"kimi://conversations/{out['conversation_id']}/turns/1"
+    assert out["shown_chars"] == out["full_chars"] == len("Fake Kimi reply to: Review this diff")
+    assert out["thinking"] is None and out["note"] is None
     assert fake_kimi.messages_requests()[0].json()["prompt_cache_key"] == out["conversation_id"]
 
 
@@ -51,7 +62,9 @@ async def test_tool_schema_and_annotations_tell_the_agent_what_it_gets(kimi_env:
     assert "ONLY what you put" in (chat.description or "")
     assert set(chat.input_schema["properties"]) >= {"prompt", "system", "conversation_id", "thinking"}
     assert chat.input_schema["required"] == ["prompt"]
-    assert "conversation_id" in chat.output_schema["properties"]
+    assert chat.output_schema is None  # Gemini CLI errors on a declared schema without structuredContent
+    assert chat.meta == {"anthropic/maxResultSizeChars": 50_000}  # the default cap plus footer is under 50,000
+    assert tools["kimi_login_status"].output_schema is None
 
 
 @MODES
@@ -67,8 +80,9 @@ async def test_without_credentials_kimi_chat_explains_how_to_log_in(
     assert "KIMI_API_KEY" in message and "log" in message.lower()
     assert fake_kimi.oauth_host in message  # the device-login URL is in the text
     assert fake_kimi.messages_requests() == []
-    assert status.structured_content["logged_in"] is False
-    assert status.structured_content["method"] == "none"
+    assert status_of(status)["logged_in"] is False
+    assert status_of(status)["method"] == "none"
+    assert json.loads(text_of(status)) == status_of(status)
 
 
 @MODES
@@ -81,7 +95,7 @@ async def test_upstream_500_is_a_readable_error_and_the_next_call_works(
         worked = await client.call_tool("kimi_chat", {"prompt": "second"})
     assert failed.is_error
     assert "Kimi could not answer" in text_of(failed) and "try again" in text_of(failed)
-    assert not worked.is_error and worked.structured_content["text"] == "Fake Kimi reply to: second"
+    assert not worked.is_error and reply_of(worked) == "Fake Kimi reply to: second"
 
 
 async def test_bad_arguments_are_a_readable_error(kimi_env: dict[str, str]) -> None:
@@ -132,7 +146,8 @@ async def test_heartbeat_keeps_progress_coming_while_kimi_is_silent(
 async def test_login_status_never_shows_the_key(kimi_env: dict[str, str]) -> None:
     async with Client(server_for(kimi_env), mode="legacy") as client:
         result = await client.call_tool("kimi_login_status", {})
-    status = result.structured_content
+    status = status_of(result)
+    assert json.loads(text_of(result)) == status
     assert status["method"] == "api_key" and status["logged_in"] is True
     assert status["base_url"] == kimi_env["KIMI_CODE_BASE_URL"]
     assert status["protocol"] == "anthropic"
@@ -159,10 +174,10 @@ async def test_a_failed_store_write_still_returns_the_reply_with_a_note(
         unsaved = await client.call_tool("kimi_chat", {"prompt": "one"})
         saved = await client.call_tool("kimi_chat", {"prompt": "two"})
     assert not unsaved.is_error
-    assert unsaved.structured_content["text"] == "Fake Kimi reply to: one"
-    assert "could not be saved (OSError)" in unsaved.structured_content["note"]
+    assert reply_of(unsaved) == "Fake Kimi reply to: one"
+    assert "could not be saved (OSError)" in chat_meta(unsaved)["note"]
     assert "KIMI_MCP_HOME" in text_of(unsaved)
-    assert not saved.is_error and saved.structured_content["note"] is None
+    assert not saved.is_error and chat_meta(saved)["note"] is None
 
 
 async def test_an_unexpected_fault_is_reported_and_the_server_keeps_serving(
@@ -212,3 +227,44 @@ async def test_the_per_call_timeout_bounds_a_trickling_stream(kimi_env: dict[str
         elapsed = anyio.current_time() - started
     assert result.is_error and "KIMI_MCP_TIMEOUT" in text_of(result)
     assert elapsed < 2.0
+
+
+async def test_errors_say_error_in_their_text(kimi_env: dict[str, str], fake_kimi: FakeKimi) -> None:
+    # Codex does not show its model the isError flag: the text alone must read as an error.
+    fake_kimi.script(Fault(status=400, error_type="invalid_request_error", message="prompt is too long"))
+    async with Client(server_for(kimi_env), mode="legacy") as client:
+        failed = await client.call_tool("kimi_chat", {"prompt": "x"})
+    assert failed.is_error and failed.meta is None
+    assert text_of(failed).startswith("Error: Kimi rejected the request (400: prompt is too long)")
+
+
+async def test_tools_list_stays_small(kimi_env: dict[str, str]) -> None:
+    async with Client(server_for(kimi_env), mode="legacy") as client:
+        listed = await client.list_tools()
+    size = len(json.dumps(listed.model_dump(mode="json", by_alias=True, exclude_none=True)))
+    assert size <= 6000, size
+
+
+@pytest.mark.parametrize(("cap", "hint"), [("36000", 50_000), ("100000", 102_000), ("900000", 500_000)])
+async def test_the_claude_code_size_hint_follows_the_output_cap(kimi_env: dict[str, str], cap: str, hint: int) -> None:
+    async with Client(server_for(kimi_env, KIMI_MCP_MAX_OUTPUT_CHARS=cap), mode="legacy") as client:
+        tools = {tool.name: tool for tool in (await client.list_tools()).tools}
+    assert tools["kimi_chat"].meta == {"anthropic/maxResultSizeChars": hint}
+
+
+async def test_a_reply_at_the_default_cap_comes_whole_and_one_more_char_is_cut(
+    kimi_env: dict[str, str], fake_kimi: FakeKimi
+) -> None:
+    cap = Settings().max_output_chars
+    at_cap = ("word " * cap)[: cap - 1] + "."
+    fake_kimi.script(Reply(text=at_cap), Reply(text=at_cap + "x"), Reply(text=at_cap + "x"))
+    async with Client(server_for(kimi_env), mode="legacy") as client:
+        whole = await client.call_tool("kimi_chat", {"prompt": "long"})
+        cut = await client.call_tool("kimi_chat", {"prompt": "longer"})
+        # Per call the cut can be lowered, never raised past the server's cap (the size hint follows that cap).
+        raised = await client.call_tool("kimi_chat", {"prompt": "longer", "max_output_chars": cap * 2})
+    assert len(at_cap) == cap and reply_of(whole) == at_cap and chat_meta(whole)["truncated"] is False
+    assert len(text_of(whole)) < 50_000  # Claude Code's default inline limit, with the footer
+    assert chat_meta(cut)["truncated"] is True and chat_meta(cut)["full_chars"] == cap + 1
+    assert f"full reply at {chat_meta(cut)['full_text_uri']}" in text_of(cut)
+    assert chat_meta(raised)["truncated"] is True and len(reply_of(raised)) <= cap
