@@ -17,6 +17,7 @@ import anyio
 from mcp import Client, StdioServerParameters
 
 from kimi_mcp.testing.fake_kimi import FakeKimi
+from kimi_mcp.testing.mcp_results import chat_meta
 
 DEMO_KEY = "sk-kimi-test-key"
 
@@ -44,7 +45,8 @@ async def main() -> None:
             print("tools:", ", ".join(tool.name for tool in tools.tools))
             result = await client.call_tool("kimi_chat", {"prompt": "Say hello to the demo."})
             print("\nkimi_chat answered:\n  " + result.content[0].text.replace("\n", "\n  "))
-            print("structured:", {k: result.structured_content[k] for k in ("conversation_id", "usage")})
+            fields = chat_meta(result)
+            print("_meta[kimi-mcp/chat]:", {k: fields[k] for k in ("conversation_id", "turn", "usage")})
 
         sent = fake.messages_requests()[0]
         print(f"\nthe fake Kimi saw: {sent.method} {sent.path}")
