@@ -1,9 +1,14 @@
 """The fake Kimi OAuth host: device login and refresh with rotation, exactly as kimi-wire.md §3 describes.
 
 Mounted at the root of `fake_kimi.FakeKimi` (which relies only on `routes()` and `is_valid_access_token()`).
-Tests steer it with hooks: `script_polls()`, `approve()`, `deny()`, `expire_code()`, `access_ttl`,
-`refresh_faults`, `refresh_delay`, `issue_tokens()`, `revoke_access()`, `revoke_all()`. All state sits behind
-one lock: the server runs in its own thread and several processes may hit it at once.
+Tests steer it with hooks: `script_polls()`, `approve()`, `deny()`, `expire_code()`, `access_ttl`, `interval`,
+`omit_device_fields`, `refresh_faults`, `refresh_delay`, `issue_tokens()`, `revoke_access()`, `revoke_all()`.
+All state sits behind one lock: the server runs in its own thread and several processes may hit it at once.
+
+Refresh faults model what a real network does to a refresh (kimi-wire.md §3, §9): an HTTP error, `invalid_grant`,
+an answer that never comes (`"hang"`: the request never reached the service, nothing rotated), and an answer lost
+after the service already rotated the token (`"rotate_then_drop"`: socket closed; `"rotate_then_hang"`: never
+answered). After a lost rotation the old refresh token is spent, exactly as on the real service.
 """
 
 from __future__ import annotations
@@ -21,14 +26,17 @@ import anyio
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import Receive, Scope, Send
 
 from kimi_mcp.settings import DEFAULT_OAUTH_CLIENT_ID
+from kimi_mcp.testing.fake_answer import DroppedConnection, Exchange
 
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 _USER_CODE_ALPHABET = "BCDFGHJKLMNPQRSTVWXZ"  # no vowels, no look-alikes
 
 Decision = Literal["pending", "approved", "denied", "expired"]
-RefreshFault = int | Literal["invalid_grant"]
+LostAnswer = Literal["hang", "rotate_then_drop", "rotate_then_hang"]
+RefreshFault = int | Literal["invalid_grant"] | LostAnswer
 
 
 @dataclass
@@ -58,7 +66,7 @@ class _State:
     devices: dict[str, _DeviceCode] = field(default_factory=dict)
     access: dict[str, float] = field(default_factory=dict)  # token -> expires_at (unix)
     refresh: dict[str, _RefreshToken] = field(default_factory=dict)
-    scripted: deque[str] = field(default_factory=deque)
+    scripted: deque[tuple[str, int]] = field(default_factory=deque)  # (OAuth error code, HTTP status)
     held_decision: Decision | None = None
 
 
@@ -73,6 +81,22 @@ def _jwt_like(expires_at: float) -> str:
     return f"{header}.{_b64(json.dumps(claims).encode())}.{_b64(secrets.token_bytes(32))}"
 
 
+class _NeverAnswer:
+    """Reads the request and answers nothing until the client gives up (or the fake stops)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+
+def _exchange_of(request: Request) -> Exchange:
+    """The exchange `FakeKimi` put in the scope (found by type: this module must not import fake_kimi)."""
+    for value in request.scope.values():
+        if isinstance(value, Exchange):
+            return value
+    raise RuntimeError("the fake OAuth host can drop connections only when mounted in FakeKimi")
+
+
 def _oauth_error(error: str, status: int = 400, description: str = "") -> JSONResponse:
     body = {"error": error, "error_description": description or error.replace("_", " ")}
     return JSONResponse(body, status_code=status)
@@ -85,6 +109,7 @@ class FakeOAuth:
         self.client_id = client_id
         self.require_identity = require_identity
         self.interval = 5  # seconds the device flow asks the client to wait between polls
+        self.omit_device_fields: set[str] = set()  # fields left out of the device-authorization answer
         self.code_ttl = 1800  # lifetime of a device code
         self.access_ttl = 900  # access-token lifetime (900 s seen on the real service)
         self.refresh_delay = 0.0  # seconds each refresh takes (to widen races in tests)
@@ -120,18 +145,17 @@ class FakeOAuth:
             self._issued.append(device_code)
             interval, expires_in = self.interval, self.code_ttl
         verification_uri = f"{str(request.base_url).rstrip('/')}/device"
-        return JSONResponse(
-            {
-                "device_code": device_code,
-                "user_code": user_code,
-                "verification_uri": verification_uri,
-                "verification_uri_complete": f"{verification_uri}?user_code={user_code}",
-                "expires_in": expires_in,
-                "interval": interval,
-            }
-        )
+        answer = {
+            "device_code": device_code,
+            "user_code": user_code,
+            "verification_uri": verification_uri,
+            "verification_uri_complete": f"{verification_uri}?user_code={user_code}",
+            "expires_in": expires_in,
+            "interval": interval,
+        }
+        return JSONResponse({k: v for k, v in answer.items() if k not in self.omit_device_fields})
 
-    async def _token(self, request: Request) -> Response:
+    async def _token(self, request: Request) -> Response | _NeverAnswer | DroppedConnection:
         form = await request.form()
         if (refused := self._refuse(request, form.get("client_id"))) is not None:
             return refused
@@ -141,7 +165,8 @@ class FakeOAuth:
         if grant_type == "refresh_token":
             if self.refresh_delay:
                 await anyio.sleep(self.refresh_delay)
-            return self._refresh(str(form.get("refresh_token", "")))
+            answer = self._refresh(str(form.get("refresh_token", "")))
+            return DroppedConnection(_exchange_of(request)) if answer == "drop" else answer
         return _oauth_error("unsupported_grant_type")
 
     def _refuse(self, request: Request, client_id: object) -> Response | None:
@@ -156,40 +181,47 @@ class FakeOAuth:
 
     def _poll(self, device_code: str) -> Response:
         with self._lock:
-            answer, tokens = self._poll_answer(device_code)
+            answer, status, tokens = self._poll_answer(device_code)
             self.poll_log.append(PollRecord(time.monotonic(), answer))
-        return JSONResponse(tokens) if tokens is not None else _oauth_error(answer)
+        return JSONResponse(tokens) if tokens is not None else _oauth_error(answer, status)
 
-    def _poll_answer(self, device_code: str) -> tuple[str, dict[str, Any] | None]:
+    def _poll_answer(self, device_code: str) -> tuple[str, int, dict[str, Any] | None]:
         device = self._state.devices.get(device_code)
         if device is None or device.consumed:
-            return "invalid_grant", None
+            return "invalid_grant", 400, None
         if self._state.scripted:
-            return self._state.scripted.popleft(), None
+            return *self._state.scripted.popleft(), None
         if device.decision == "expired" or time.monotonic() >= device.expires_at:
-            return "expired_token", None
+            return "expired_token", 400, None
         if device.decision == "denied":
-            return "access_denied", None
+            return "access_denied", 400, None
         if device.decision == "approved":
             device.consumed = True
-            return "issued", self._issue_locked(None)
-        return "authorization_pending", None
+            return "issued", 200, self._issue_locked(None)
+        return "authorization_pending", 400, None
 
-    def _refresh(self, refresh_token: str) -> Response:
+    def _refresh(self, refresh_token: str) -> Response | _NeverAnswer | Literal["drop"]:
         with self._lock:
             self.refresh_requests += 1
-            if self.refresh_faults:
-                fault = self.refresh_faults.popleft()
-                if fault == "invalid_grant":
-                    return _oauth_error("invalid_grant")
+            fault = self.refresh_faults.popleft() if self.refresh_faults else None
+            if fault == "hang":
+                return _NeverAnswer()  # lost before the service acted: nothing rotated
+            if fault == "invalid_grant":
+                return _oauth_error("invalid_grant")
+            if isinstance(fault, int):
                 headers = {"Retry-After": "0"} if fault == 429 else None
-                return JSONResponse({"error": "server_error"}, status_code=int(fault), headers=headers)
+                return JSONResponse({"error": "server_error"}, status_code=fault, headers=headers)
             state = self._state.refresh.get(refresh_token)
             if state is None or state.used or state.revoked:
                 # Rotation (kimi-wire.md §3): a refresh token works exactly once.
                 return _oauth_error("invalid_grant", description="refresh token already used or unknown")
             state.used = True
-            return JSONResponse(self._issue_locked(None))
+            issued = self._issue_locked(None)
+        if fault == "rotate_then_drop":
+            return "drop"  # rotated on the service's side; the answer is lost on the way back
+        if fault == "rotate_then_hang":
+            return _NeverAnswer()
+        return JSONResponse(issued)
 
     def _issue_locked(self, expires_in: float | None) -> dict[str, Any]:
         ttl = self.access_ttl if expires_in is None else expires_in
@@ -216,10 +248,13 @@ class FakeOAuth:
 
     # ---- test hooks --------------------------------------------------------------------------------------------
 
-    def script_polls(self, *answers: str) -> None:
-        """Answer the next polls with these OAuth errors (e.g. `authorization_pending`, `slow_down`), in order."""
+    def script_polls(self, *answers: str, status: int = 400) -> None:
+        """Answer the next polls with these OAuth errors (e.g. `authorization_pending`, `slow_down`), in order.
+
+        `status` is the HTTP status they come with: RFC 8628 says 400, but a 200 carrying `error` is read the same.
+        """
         with self._lock:
-            self._state.scripted.extend(answers)
+            self._state.scripted.extend((answer, status) for answer in answers)
 
     def approve(self, user_code: str | None = None) -> None:
         """Approve one code, or every pending one (or, if none is pending yet, the next one)."""
