@@ -3,6 +3,10 @@
 `start_device_authorization()` asks for a device code; show its `url` and `user_code` to the user; then
 `poll_for_token()` polls until the user approves, denies, or the code expires. Both are cancellable (anyio) and
 every failure is a `LoginFailed` whose text says what to do.
+
+We read answers as Moonshot's own client does (kimi-wire.md §3): only `device_code`, `user_code` and
+`verification_uri_complete` are required of the device answer; the first poll goes out at once and the wait comes
+after it; and any poll answer without `access_token` is read for its OAuth `error`, whatever its HTTP status.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from dataclasses import dataclass
 
 import anyio
 import httpx2
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from kimi_mcp.auth.oauth import (
     DEVICE_AUTHORIZATION_PATH,
@@ -26,6 +30,7 @@ from kimi_mcp.auth.oauth import (
     post_form,
 )
 from kimi_mcp.errors import LoginFailed
+from kimi_mcp.netcause import describe_transport_error
 from kimi_mcp.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -47,16 +52,22 @@ class DeviceAuthorization(BaseModel):
 
     device_code: SecretStr = Field(min_length=1)
     user_code: str = Field(min_length=1)
-    verification_uri: str = Field(min_length=1)
-    verification_uri_complete: str | None = None
+    verification_uri_complete: str  # required, as Moonshot's client requires it (§3)
+    verification_uri: str | None = None  # optional (§3)
     expires_in: int = Field(1800, gt=0)
     interval: int = Field(5, ge=0)
     received_at: float = Field(default_factory=time.monotonic, exclude=True)
 
+    @model_validator(mode="after")
+    def _has_a_page(self) -> DeviceAuthorization:
+        if not self.url:
+            raise ValueError("no verification URI")
+        return self
+
     @property
     def url(self) -> str:
-        """The page to show: the complete URL (code pre-filled) when given, else the plain one (§3)."""
-        return self.verification_uri_complete or self.verification_uri
+        """The page to show: the complete URL (code pre-filled), else the plain one (§3)."""
+        return self.verification_uri_complete or self.verification_uri or ""
 
     def remaining(self) -> float:
         """Seconds until the device code expires."""
@@ -64,8 +75,9 @@ class DeviceAuthorization(BaseModel):
 
 
 def _unreachable(settings: Settings, exc: Exception) -> LoginFailed:
+    cause = describe_transport_error(exc, settings.oauth_host)
     return LoginFailed(
-        f"Could not reach Kimi's login service at {settings.oauth_host} ({type(exc).__name__}). "
+        f"Could not reach Kimi's login service at {settings.oauth_host} ({cause}). "
         "Check the network (and KIMI_CODE_OAUTH_HOST if you set it), then try again."
     )
 
@@ -76,16 +88,21 @@ async def start_device_authorization(http: httpx2.AsyncClient, settings: Setting
         response = await post_form(http, settings, DEVICE_AUTHORIZATION_PATH, {})
     except httpx2.TransportError as exc:
         raise _unreachable(settings, exc) from None
-    if response.status_code != 200:
-        code = error_code(response)
+    code = error_code(response)
+    if response.status_code != 200 or code is not None:
         raise LoginFailed(
             f"Kimi's login service would not start a login ({response.status_code}"
             f"{': ' + code if code else ''}). Try again in a minute; if it persists, use KIMI_API_KEY instead."
         )
     try:
         authorization = DeviceAuthorization.model_validate_json(response.content)
-    except ValidationError:
-        raise LoginFailed("Kimi's login service sent an answer we cannot read. Try again later.") from None
+    except ValidationError as exc:
+        # Name the fields only: the values include the device code, a secret.
+        fields = sorted({".".join(str(p) for p in err["loc"]) or "body" for err in exc.errors()})
+        raise LoginFailed(
+            f"Kimi's login service sent an answer we cannot read (missing or bad: {', '.join(fields)}). "
+            "Try again later."
+        ) from None
     logger.debug("device login started; code valid for %s s", authorization.expires_in)
     return authorization
 
@@ -97,44 +114,72 @@ async def poll_for_token(
     *,
     timing: PollTiming | None = None,
 ) -> TokenResponse:
-    """Poll the token endpoint until the login is approved; raise `LoginFailed` when it cannot be (§3)."""
+    """Poll the token endpoint until the login is approved; raise `LoginFailed` when it cannot be (§3).
+
+    Poll first, then wait: the user may have approved while the code was shown, and the official client does so.
+    """
     timing = timing or PollTiming()
     interval = max(float(authorization.interval), timing.min_interval)
     form = {"device_code": authorization.device_code.get_secret_value(), "grant_type": DEVICE_GRANT}
     failures = 0
     while True:
+        if authorization.remaining() <= 0:
+            raise _expired()
+        answer, failures, interval = await _poll_once(http, settings, form, failures, interval, timing)
+        if answer is not None:
+            return answer
         remaining = authorization.remaining()
         if remaining <= 0:
             raise _expired()
         await anyio.sleep(min(interval, remaining))
+
+
+async def _poll_once(
+    http: httpx2.AsyncClient,
+    settings: Settings,
+    form: dict[str, str],
+    failures: int,
+    interval: float,
+    timing: PollTiming,
+) -> tuple[TokenResponse | None, int, float]:
+    """One poll: (the tokens if approved, the transient-failure count, the interval) or `LoginFailed`."""
+    try:
+        response = await post_form(http, settings, TOKEN_PATH, form)
+    except httpx2.TransportError as exc:
+        return None, _transient(failures, timing, _unreachable(settings, exc)), interval
+    if _carries_access_token(response):
         try:
-            response = await post_form(http, settings, TOKEN_PATH, form)
-        except httpx2.TransportError as exc:
-            failures = _transient(failures, timing, _unreachable(settings, exc))
-            continue
-        if response.status_code == 200:
-            try:
-                return parse_token_response(response)
-            except MalformedAnswer as exc:
-                raise LoginFailed(f"Kimi approved the login but {exc}. Try `kimi-mcp login` again.") from None
-        code = error_code(response)
-        if code == "authorization_pending":
-            failures = 0
-        elif code == "slow_down":
-            failures = 0
-            interval += timing.slow_down_step
-            logger.debug("device login: slow_down, polling every %.2f s", interval)
-        elif code == "expired_token":
-            raise _expired()
-        elif code == "access_denied":
-            raise LoginFailed("The Kimi login was denied on the approval page. Nothing was stored.")
-        elif response.status_code == 429 or response.status_code >= 500:
-            failures = _transient(failures, timing, _service_failed(response.status_code))
-        else:
-            raise LoginFailed(
-                f"Kimi's login service ended the login ({response.status_code}{': ' + code if code else ''}). "
-                "Start the login again."
-            )
+            return parse_token_response(response), 0, interval
+        except MalformedAnswer as exc:
+            raise LoginFailed(f"Kimi approved the login but {exc}. Try `kimi-mcp login` again.") from None
+    # Any answer without `access_token` is read for `error`, even a 200 (§3).
+    code = error_code(response)
+    if code == "authorization_pending":
+        return None, 0, interval
+    if code == "slow_down":
+        logger.debug("device login: slow_down, polling every %.2f s", interval + timing.slow_down_step)
+        return None, 0, interval + timing.slow_down_step
+    if code == "expired_token":
+        raise _expired()
+    if code == "access_denied":
+        raise LoginFailed("The Kimi login was denied on the approval page. Nothing was stored.")
+    if response.status_code == 429 or response.status_code >= 500:
+        return None, _transient(failures, timing, _service_failed(response.status_code)), interval
+    if response.status_code == 200:
+        raise LoginFailed("Kimi's login service answered the login without a token or an error. Try again later.")
+    raise LoginFailed(
+        f"Kimi's login service ended the login ({response.status_code}{': ' + code if code else ''}). "
+        "Start the login again."
+    )
+
+
+def _carries_access_token(response: httpx2.Response) -> bool:
+    """True when the answer is a JSON object with an `access_token` key (the one sign of an approved login)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    return isinstance(body, dict) and "access_token" in body
 
 
 def _expired() -> LoginFailed:

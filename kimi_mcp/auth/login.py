@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 class LoginPrompt(BaseModel):
     """What to show the user: open `verification_uri_complete` (or the plain URI and type `user_code`)."""
 
-    verification_uri: str
+    verification_uri: str | None
     verification_uri_complete: str
     user_code: str
     expires_in: int  # seconds left to approve

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import anyio
+import anyio.abc
 import httpx2
 import pytest
 
@@ -137,11 +138,91 @@ async def test_polling_is_cancellable(fake: FakeKimi, settings: Settings, http: 
 
 
 async def test_unreachable_login_service_is_a_clear_error(tmp_path: Path) -> None:
-    with anyio.fail_after(5):
+    with anyio.fail_after(30):
         settings = Settings(home=tmp_path, oauth_host="http://127.0.0.1:9")  # discard port: refused
-        async with build_http_client(settings, timeout=2) as http:
-            with pytest.raises(LoginFailed, match=r"Could not reach Kimi's login service at http://127\.0\.0\.1:9"):
+        async with build_http_client(settings, timeout=10) as http:
+            with pytest.raises(
+                LoginFailed,
+                match=r"login service at http://127\.0\.0\.1:9 \(connection refused by 127\.0\.0\.1:9\)\. Check",
+            ):
                 await start_device_authorization(http, settings)
+
+
+async def test_a_login_service_that_does_not_speak_tls_is_named(tmp_path: Path) -> None:
+    async def plain_http(stream: anyio.abc.SocketStream) -> None:
+        async with stream:
+            await stream.send(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    settings = Settings(home=tmp_path, oauth_host=f"https://127.0.0.1:{port}")
+    async with listener, anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, plain_http)
+        with anyio.fail_after(30):
+            async with build_http_client(settings, timeout=10) as http:
+                with pytest.raises(LoginFailed, match=rf"TLS handshake with 127\.0\.0\.1:{port} failed"):
+                    await start_device_authorization(http, settings)
+        tg.cancel_scope.cancel()
+
+
+async def test_a_device_answer_without_verification_uri_is_enough(
+    fake: FakeKimi, settings: Settings, http: httpx2.AsyncClient, fast: PollTiming
+) -> None:
+    fake.oauth.omit_device_fields = {"verification_uri", "expires_in", "interval"}
+    fake.oauth.approve()
+    authorization = await start_device_authorization(http, settings)
+    assert authorization.verification_uri is None
+    assert authorization.url == f"{fake.oauth_host}/device?user_code={authorization.user_code}"
+    answer = await poll_for_token(http, settings, authorization, timing=fast)
+    assert fake.oauth.is_valid_access_token(answer.access_token.get_secret_value())
+
+
+@pytest.mark.parametrize("missing", ["verification_uri_complete", "device_code", "user_code"])
+async def test_a_device_answer_without_a_required_field_is_refused_by_name(
+    fake: FakeKimi, settings: Settings, http: httpx2.AsyncClient, missing: str
+) -> None:
+    fake.oauth.omit_device_fields = {missing}
+    with pytest.raises(LoginFailed, match=rf"cannot read \(missing or bad: {missing}\)"):
+        await start_device_authorization(http, settings)
+
+
+async def test_a_200_carrying_authorization_pending_keeps_polling(
+    fake: FakeKimi, settings: Settings, http: httpx2.AsyncClient, fast: PollTiming
+) -> None:
+    fake.oauth.script_polls("authorization_pending", "slow_down", "authorization_pending", status=200)
+    fake.oauth.approve()
+    authorization = await start_device_authorization(http, settings)
+    answer = await poll_for_token(http, settings, authorization, timing=fast)
+    assert [p.answer for p in fake.oauth.poll_log] == [
+        "authorization_pending",
+        "slow_down",
+        "authorization_pending",
+        "issued",
+    ]
+    assert fake.oauth.is_valid_access_token(answer.access_token.get_secret_value())
+
+
+async def test_a_200_carrying_access_denied_ends_the_login(
+    fake: FakeKimi, settings: Settings, http: httpx2.AsyncClient, fast: PollTiming
+) -> None:
+    fake.oauth.script_polls("access_denied", status=200)
+    authorization = await start_device_authorization(http, settings)
+    with pytest.raises(LoginFailed, match="denied"):
+        await poll_for_token(http, settings, authorization, timing=fast)
+    assert fake.oauth.poll_count == 1
+
+
+async def test_the_first_poll_goes_out_before_any_wait(
+    fake: FakeKimi, settings: Settings, http: httpx2.AsyncClient
+) -> None:
+    fake.oauth.interval = 60  # a wait before the first poll would take a minute
+    fake.oauth.approve()
+    with anyio.fail_after(20):
+        authorization = await start_device_authorization(http, settings)
+        await poll_for_token(http, settings, authorization)
+    [poll] = fake.oauth.poll_log
+    assert poll.answer == "issued"
+    assert poll.at - authorization.received_at < 15  # well before the 60 s interval
 
 
 async def test_a_wrong_client_id_is_reported_not_retried(
