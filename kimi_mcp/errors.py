@@ -92,6 +92,19 @@ class RateLimited(UpstreamError):
         self.retry_after = retry_after
 
 
+class KimiBusy(UpstreamError):
+    """403 "concurrent request limit": too many requests in flight for the account (docs/kimi-api.md §9)."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(
+            f"Kimi is busy for this account: too many requests in flight (403: {detail}), and retries did not get "
+            "through. Try again shortly; if several kimi-mcp servers or other Kimi clients share the account, "
+            "lower KIMI_MCP_MAX_CONCURRENCY.",
+            status=403,
+            retryable=True,
+        )
+
+
 class QuotaExceeded(UpstreamError):
     def __init__(self, detail: str, resets_at: str | None = None) -> None:
         when = (
@@ -119,6 +132,30 @@ class ServiceUnavailable(UpstreamError):
             status=status,
             retryable=True,
         )
+
+
+class NetworkError(UpstreamError):
+    """Kimi could not be reached at all; `cause` names why, e.g. "could not resolve api.kimi.com"."""
+
+    def __init__(self, cause: str) -> None:
+        super().__init__(
+            f"Kimi could not be reached: {cause}. Check the network connection and any proxy, and that "
+            "KIMI_CODE_BASE_URL (if set) is right; then try again.",
+            retryable=True,
+        )
+        self.cause = cause
+
+
+class RequestTooLarge(UpstreamError):
+    def __init__(self, size: int | None, limit: int) -> None:
+        sent = f"{size:,} bytes" if size is not None else "the request"
+        super().__init__(
+            f"Kimi refused the request (413): the request was too large ({sent}; the service accepts at most "
+            f"{limit:,} bytes). Shorten the prompt or the attached text, or start a new conversation.",
+            status=413,
+        )
+        self.size = size
+        self.limit = limit
 
 
 class BadRequest(UpstreamError):
@@ -164,7 +201,11 @@ class TurnNotSaved(KimiMcpError):
 
 
 class HomeUnusable(KimiMcpError):
-    def __init__(self, path: str, detail: str) -> None:
-        super().__init__(
-            f"kimi-mcp cannot use its folder {path} ({detail}). Set KIMI_MCP_HOME to a folder you can write to."
+    def __init__(self, path: str, detail: str, *, shared: bool = False) -> None:
+        # shared: the folder exists and another user could change it (kimi_mcp/fs.py leaves its mode alone).
+        advice = (
+            "Set KIMI_MCP_HOME to a private folder (one only you can write to), or unset it to use ~/.kimi-mcp."
+            if shared
+            else "Set KIMI_MCP_HOME to a folder you can write to."
         )
+        super().__init__(f"kimi-mcp cannot use its folder {path} ({detail}). {advice}")

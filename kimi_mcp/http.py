@@ -1,8 +1,9 @@
 """The one httpx2 client every call to Kimi and its OAuth host goes through.
 
 It carries our identity headers and a last guard on every outgoing request: whatever an SDK or the
-environment added, the request leaves with our User-Agent and X-Msh-* values, no `x-api-key`, and none of the
-headers an `ANTHROPIC_CUSTOM_HEADERS` variable would smuggle in (kimi-wire.md §2, §4).
+environment added, the request leaves with our User-Agent and X-Msh-* values, no `x-api-key`, none of the
+headers an `ANTHROPIC_CUSTOM_HEADERS` variable would smuggle in, and the pinned `anthropic-version` on every
+Anthropic Messages request (docs/kimi-api.md §2, §4).
 """
 
 from __future__ import annotations
@@ -16,6 +17,10 @@ from kimi_mcp.identity import is_protected_header, request_headers
 from kimi_mcp.settings import Settings
 
 _CONNECT_TIMEOUT = 15.0
+# The version Kimi is known to accept (Moonshot's own client and the seed's live tests send it). The `anthropic`
+# SDK sends its own newer default, which nobody has shown Kimi accepts (docs/kimi-api.md §4).
+ANTHROPIC_VERSION = "2023-06-01"
+_VERSION_HEADER = "anthropic-version"
 
 
 def _foreign_header_names(environ: Mapping[str, str]) -> frozenset[str]:
@@ -38,6 +43,8 @@ def build_http_client(settings: Settings, *, timeout: float | None = None) -> ht
             request.headers.pop(name, None)
         request.headers.pop("x-api-key", None)
         request.headers.update(identity)
+        if _VERSION_HEADER in request.headers or request.url.path.endswith("/v1/messages"):
+            request.headers[_VERSION_HEADER] = ANTHROPIC_VERSION
 
     read_timeout = timeout if timeout is not None else settings.timeout_seconds
     return httpx2.AsyncClient(

@@ -1,8 +1,8 @@
-"""The Anthropic wire: `POST {base}/v1/messages` through the `anthropic` SDK (kimi-wire.md §1, §4, §5, §8).
+"""The Anthropic wire: `POST {base}/v1/messages` through the `anthropic` SDK (docs/kimi-api.md §1, §4, §5, §8).
 
 The SDK is imported here, at first use, never at server start (it costs about a second). It is always built
 explicitly: our httpx2 client, our base URL, a Bearer token; so nothing is read from `ANTHROPIC_*` variables
-or Anthropic profile files, and no `x-api-key` header is ever sent.
+or Anthropic profile files, no `x-api-key` header is ever sent, and `anthropic-version` is the pinned one.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import httpx2
 
 from kimi_mcp import errors
+from kimi_mcp.http import ANTHROPIC_VERSION
 from kimi_mcp.kimi.models import ChatRequest, ChatResult, Message, StreamProgress, Usage
 from kimi_mcp.kimi.sanitize import TextBlockFilter
 from kimi_mcp.settings import CONTEXT_WINDOW_TOKENS
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 
 ProgressCallback = Callable[[StreamProgress], Awaitable[None]]
 
-# Output budget (kimi-wire.md §5): what is left of the context, estimated at ~3 bytes a token to stay on the
+# Output budget (docs/kimi-api.md §5): what is left of the context, estimated at ~3 bytes a token to stay on the
 # safe side, never below a floor that still leaves room for an answer.
 _BYTES_PER_TOKEN_ESTIMATE = 3
 _MIN_OUTPUT_TOKENS = 4096
@@ -34,13 +35,14 @@ def build_sdk(*, token: str, base_url: str, http: httpx2.AsyncClient, max_retrie
     from anthropic import AsyncAnthropic
 
     # auth_token and base_url are passed explicitly: with them set, the SDK consults neither
-    # ANTHROPIC_API_KEY/ANTHROPIC_AUTH_TOKEN/ANTHROPIC_BASE_URL nor any profile (kimi-wire.md §4).
+    # ANTHROPIC_API_KEY/ANTHROPIC_AUTH_TOKEN/ANTHROPIC_BASE_URL nor any profile (docs/kimi-api.md §4).
     sdk = AsyncAnthropic(
         auth_token=token, base_url=base_url, http_client=http, max_retries=max_retries, timeout=http.timeout
     )
     # The constructor merges ANTHROPIC_CUSTOM_HEADERS from the environment into its custom headers, and those
     # would override even Authorization. Ours come from settings through the httpx2 client: drop the SDK's.
-    sdk._custom_headers = {}
+    # Custom headers override the SDK's defaults, so the pinned version goes here (the httpx2 guard pins it too).
+    sdk._custom_headers = {"anthropic-version": ANTHROPIC_VERSION}
     return sdk
 
 
@@ -61,11 +63,12 @@ def output_budget(prompt_bytes: int, requested: int | None) -> int:
 
 
 def thinking_fields(level: str, efforts: frozenset[str]) -> dict[str, Any]:
-    """§5: the Anthropic surface does not think unless asked; efforts go only where the model lists them."""
+    """As Moonshot's own client sends it (docs/kimi-api.md §5): off is an explicit `disabled` (the service may
+    think by default); on is `enabled`, with `output_config.effort` only for an effort the model lists."""
     if level == "off":
-        return {}
+        return {"thinking": {"type": "disabled"}}
     if level in efforts:
-        return {"thinking": {"type": "adaptive"}, "output_config": {"effort": level}}
+        return {"thinking": {"type": "enabled"}, "output_config": {"effort": level}}
     return {"thinking": {"type": "enabled"}}
 
 
@@ -79,13 +82,16 @@ def build_body(request: ChatRequest, *, efforts: frozenset[str] = frozenset()) -
     body["max_tokens"] = output_budget(prompt_bytes, request.max_output_tokens)
     body.update(thinking_fields(request.thinking, efforts))
     if request.cache_key:
-        body["prompt_cache_key"] = request.cache_key  # top level, kimi-wire.md §6
+        # docs/kimi-api.md §6: the top-level key, and on this wire the same key as `metadata.user_id`, which is
+        # what Moonshot's own client routes cache affinity by.
+        body["metadata"] = {"user_id": request.cache_key}
+        body["prompt_cache_key"] = request.cache_key
     return body
 
 
 def _sdk_params(body: dict[str, Any]) -> dict[str, Any]:
     """Split our body into the SDK's typed parameters and `extra_body` (merged at the JSON top level)."""
-    typed = {"model", "system", "messages", "max_tokens", "thinking"}
+    typed = {"model", "system", "messages", "max_tokens", "thinking", "metadata"}
     params = {key: value for key, value in body.items() if key in typed}
     extra = {key: value for key, value in body.items() if key not in typed}
     if extra:
@@ -94,13 +100,20 @@ def _sdk_params(body: dict[str, Any]) -> dict[str, Any]:
 
 
 async def stream_chat(sdk: AsyncAnthropic, body: dict[str, Any], on_progress: ProgressCallback | None) -> ChatResult:
-    """Stream one reply; the text is cleaned of placeholder blocks as it arrives (kimi-wire.md §8)."""
+    """Stream one reply; the text is cleaned of placeholder blocks as it arrives (docs/kimi-api.md §8)."""
     state = _StreamState(model=body["model"], on_progress=on_progress)
     stream = await sdk.messages.create(stream=True, **_sdk_params(body))
     async with stream:
         async for event in stream:
             await state.handle(event)
     return state.result()
+
+
+_USAGE_FIELDS = (
+    ("input_tokens", "input_tokens"),
+    ("cache_read_tokens", "cache_read_input_tokens"),
+    ("output_tokens", "output_tokens"),
+)
 
 
 class _StreamState:
@@ -121,10 +134,8 @@ class _StreamState:
     async def handle(self, event: Any) -> None:
         kind = event.type
         if kind == "message_start":
-            usage = event.message.usage
             self.model = event.message.model or self.model
-            self.usage.input_tokens = usage.input_tokens or 0
-            self.usage.cache_read_tokens = getattr(usage, "cache_read_input_tokens", None) or 0
+            self._take_usage(event.message.usage)
         elif kind == "content_block_start":
             self.block_type = event.content_block.type
             if self.block_type == "text":
@@ -145,8 +156,17 @@ class _StreamState:
             self.block_type = None
         elif kind == "message_delta":
             self.stop_reason = event.delta.stop_reason or self.stop_reason
-            if event.usage is not None and event.usage.output_tokens is not None:
-                self.usage.output_tokens = event.usage.output_tokens
+            self._take_usage(event.usage)
+
+    def _take_usage(self, usage: Any) -> None:
+        """docs/kimi-api.md §8: message_start and message_delta may both carry the counts; the last one seen wins
+        (Kimi may send zeros at the start and the totals, cache hits included, only at the end)."""
+        if usage is None:
+            return
+        for ours, theirs in _USAGE_FIELDS:
+            value = getattr(usage, theirs, None)
+            if value is not None:
+                setattr(self.usage, ours, value)
 
     async def _add_text(self, delta: str) -> None:
         await self._show(self.block_filter.feed(delta))
@@ -191,12 +211,12 @@ def map_sdk_error(exc: Exception) -> Exception | None:
     """Our error for an SDK exception (`Rejected` for a 401), or None if it is not the SDK's."""
     import anthropic
 
-    from kimi_mcp.kimi.upstream import error_for_response
+    from kimi_mcp.kimi.upstream import error_for_response, request_size, transport_error
 
     if isinstance(exc, anthropic.APIStatusError):
-        return error_for_response(exc.status_code, exc.body if exc.body is not None else b"", exc.response.headers)
-    if isinstance(exc, anthropic.APITimeoutError):
-        return errors.ServiceUnavailable("timed out")
-    if isinstance(exc, anthropic.APIConnectionError):
-        return errors.ServiceUnavailable("connection failed")
+        body = exc.body if exc.body is not None else b""
+        sent = request_size(exc.response.request)
+        return error_for_response(exc.status_code, body, exc.response.headers, request_bytes=sent)
+    if isinstance(exc, anthropic.APIConnectionError):  # APITimeoutError included: the chain names the cause
+        return transport_error(exc, str(exc.request.url))
     return None

@@ -2,7 +2,14 @@
 
 It owns one httpx2 client, gets tokens from a `TokenSource`, speaks to Kimi through its wire module (the Anthropic
 wire for now; `settings.protocol` is where a second one plugs in), maps every upstream fault to one error of
-`errors.py`, and recovers once from a 401 (kimi-wire.md §3).
+`errors.py`, and recovers once from a 401 (docs/kimi-api.md §3).
+
+Two limits hold for every chat call. At most `settings.max_concurrency` calls are in flight at once (Kimi answers
+403 "concurrent request limit" past ~30 per account, §9); the rest wait their turn, reported as "queued".
+`settings.timeout_seconds` (KIMI_MCP_TIMEOUT) bounds the whole call, from the moment it is made: the wait for a
+slot, the `/v1/models` lookup, getting the token (a refresh respects the same deadline), and the stream with the
+SDK's retries. The wait for a slot counts because the limit is what a caller can rely on: a call returns within
+it, whatever held it up; a queue that does not move in that time is itself worth an error.
 """
 
 from __future__ import annotations
@@ -17,9 +24,9 @@ import httpx2
 from kimi_mcp import errors, logs
 from kimi_mcp.http import build_http_client
 from kimi_mcp.kimi import anthropic_wire
-from kimi_mcp.kimi.models import ChatRequest, ChatResult, Message, TextBlock
+from kimi_mcp.kimi.models import ChatRequest, ChatResult, Message, StreamProgress, TextBlock
 from kimi_mcp.kimi.quota import ModelInfo, Quota, parse_models, parse_quota
-from kimi_mcp.kimi.upstream import Rejected, error_for_response, mark_unretryable
+from kimi_mcp.kimi.upstream import Rejected, error_for_response, mark_retry, transport_error
 from kimi_mcp.settings import Settings
 
 if TYPE_CHECKING:
@@ -28,6 +35,9 @@ if TYPE_CHECKING:
     from kimi_mcp.kimi.anthropic_wire import ProgressCallback
 
 T = TypeVar("T")
+
+# Looking up when a used-up quota resets is a courtesy: it never holds an error up for long.
+_RESET_LOOKUP_SECONDS = 5.0
 
 
 class TokenProvider(Protocol):
@@ -50,7 +60,7 @@ class KimiClient:
     ) -> None:
         self.settings = settings or Settings.from_env()
         self.http = http or build_http_client(self.settings)
-        self.http.event_hooks["response"].append(mark_unretryable)
+        self.http.event_hooks["response"].append(mark_retry)
         if tokens is None:
             from kimi_mcp.auth.tokens import TokenSource
 
@@ -58,6 +68,7 @@ class KimiClient:
         self.tokens = tokens
         self._sdk: tuple[str, AsyncAnthropic] | None = None
         self._models: list[ModelInfo] | None = None
+        self._slots: anyio.Semaphore | None = None  # made on first use: it belongs to the running event loop
 
     async def __aenter__(self) -> KimiClient:
         return self
@@ -72,6 +83,43 @@ class KimiClient:
 
     async def chat(self, request: ChatRequest, on_progress: ProgressCallback | None = None) -> ChatResult:
         """Stream one reply from Kimi. Raises an `errors.KimiMcpError` subclass on any failure."""
+        slots = self._slot_pool()
+        has_slot = False
+        try:
+            with anyio.fail_after(self.settings.timeout_seconds):
+                await self._take_slot(slots, on_progress)
+                has_slot = True
+                try:
+                    return await self._chat_in_slot(request, on_progress)
+                finally:
+                    slots.release()
+        except TimeoutError:
+            raise self._timed_out(queued=not has_slot) from None
+
+    async def _take_slot(self, slots: anyio.Semaphore, on_progress: ProgressCallback | None) -> None:
+        """One of the `max_concurrency` slots; a call that has to wait says so first."""
+        try:
+            slots.acquire_nowait()
+        except anyio.WouldBlock:
+            if on_progress is not None:
+                await on_progress(StreamProgress(phase="queued"))
+            await slots.acquire()
+
+    def _slot_pool(self) -> anyio.Semaphore:
+        if self._slots is None:
+            self._slots = anyio.Semaphore(self.settings.max_concurrency)
+        return self._slots
+
+    def _timed_out(self, queued: bool) -> errors.ServiceUnavailable:
+        limit = f"{self.settings.timeout_seconds:g} s, the KIMI_MCP_TIMEOUT limit"
+        if queued:
+            return errors.ServiceUnavailable(
+                f"no free slot within {limit}: {self.settings.max_concurrency} calls were already in flight "
+                "(KIMI_MCP_MAX_CONCURRENCY)"
+            )
+        return errors.ServiceUnavailable(f"no complete reply within {limit}")
+
+    async def _chat_in_slot(self, request: ChatRequest, on_progress: ProgressCallback | None) -> ChatResult:
         efforts = await self._efforts(request.model) if request.thinking != "off" else frozenset()
         body = anthropic_wire.build_body(request, efforts=efforts)
 
@@ -79,22 +127,24 @@ class KimiClient:
             return await anthropic_wire.stream_chat(self._sdk_for(token), body, on_progress)
 
         try:
-            with anyio.fail_after(self.settings.timeout_seconds):
-                return await self._authorized(call)
-        except TimeoutError:
-            raise errors.ServiceUnavailable(
-                f"no complete reply within {self.settings.timeout_seconds:g} s, the KIMI_MCP_TIMEOUT limit"
-            ) from None
+            return await self._authorized(call)
         except errors.QuotaExceeded as exc:
             raise await self._with_reset_time(exc) from None
 
     async def _with_reset_time(self, exc: errors.QuotaExceeded) -> errors.QuotaExceeded:
-        """§9: a used-up quota is not retried; tell the user when the 5-hour window resets."""
-        try:
-            window = (await self.quota()).five_hour
-        except errors.KimiMcpError:
-            return exc
-        return errors.QuotaExceeded(exc.detail, window.reset_at if window else None)
+        """§9: a used-up quota is not retried; tell the user when the 5-hour window resets.
+
+        Bounded by a few seconds and, inside the call's own limit, ending before it: a slow lookup never turns
+        the quota error into a timeout.
+        """
+        remaining = anyio.current_effective_deadline() - anyio.current_time()
+        with anyio.move_on_after(min(_RESET_LOOKUP_SECONDS, remaining * 0.9)):
+            try:
+                window = (await self.quota()).five_hour
+            except errors.KimiMcpError:
+                return exc
+            return errors.QuotaExceeded(exc.detail, window.reset_at if window else None)
+        return exc
 
     async def ask(self, prompt: str, *, system: str | None = None) -> str:
         """One-shot convenience: the reply text to a single prompt."""
@@ -112,7 +162,7 @@ class KimiClient:
         return self._models
 
     async def quota(self) -> Quota:
-        """`GET /v1/usages`: the 5-hour window and the weekly quota (kimi-wire.md §9)."""
+        """`GET /v1/usages`: the 5-hour window and the weekly quota (docs/kimi-api.md §9)."""
         return parse_quota(await self._get_json("/v1/usages"))
 
     async def _efforts(self, model: str) -> frozenset[str]:
@@ -158,10 +208,8 @@ class KimiClient:
             return await call(token)
         except errors.KimiMcpError:
             raise
-        except httpx2.TimeoutException:
-            raise errors.ServiceUnavailable("timed out") from None
         except httpx2.TransportError as exc:
-            raise errors.ServiceUnavailable(f"connection failed: {type(exc).__name__}") from None
+            raise transport_error(exc, _url_of(exc, self.settings.base_url)) from None
         except Exception as exc:
             mapped = anthropic_wire.map_sdk_error(exc)
             if mapped is None:
@@ -178,3 +226,11 @@ class KimiClient:
             )
             self._sdk = (token, sdk)
         return self._sdk[1]
+
+
+def _url_of(exc: httpx2.TransportError, fallback: str) -> str:
+    """The URL a failed request went to (httpx2 raises RuntimeError when an error carries no request)."""
+    try:
+        return str(exc.request.url)
+    except RuntimeError:
+        return fallback

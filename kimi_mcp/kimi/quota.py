@@ -1,4 +1,4 @@
-"""Side-API payloads: `/v1/models` and `/v1/usages` (kimi-wire.md §1, §9), parsed into typed models."""
+"""Side-API payloads: `/v1/models` and `/v1/usages` (docs/kimi-api.md §1, §9), parsed into typed models."""
 
 from __future__ import annotations
 
@@ -38,16 +38,23 @@ def parse_models(payload: Any) -> list[ModelInfo]:
     for item in (payload or {}).get("data", []) if isinstance(payload, dict) else []:
         if not isinstance(item, dict) or "id" not in item:
             continue
-        efforts = (item.get("think_efforts") or {}).get("valid_efforts") or []
         models.append(
             ModelInfo(
                 id=str(item["id"]),
                 display_name=item.get("display_name"),
                 context_length=item.get("context_length"),
-                efforts=[str(e) for e in efforts],
+                efforts=_efforts(item.get("think_efforts")),
             )
         )
     return models
+
+
+def _efforts(think_efforts: Any) -> list[str]:
+    """Efforts a chat may ask for: listed in `valid_efforts` and only when `support` is true (docs/kimi-api.md §5)."""
+    if not isinstance(think_efforts, dict) or think_efforts.get("support") is not True:
+        return []
+    listed = think_efforts.get("valid_efforts")
+    return [str(e) for e in listed if isinstance(e, str)] if isinstance(listed, list) else []
 
 
 def _number(value: Any) -> float:

@@ -1,23 +1,34 @@
-"""Upstream faults: the one mapping from Kimi's status codes and error bodies to our errors (kimi-wire.md §9).
+"""Upstream faults: the one mapping from Kimi's status codes and error bodies to our errors (docs/kimi-api.md §9).
 
-Retries themselves are the SDK's (exponential backoff, `Retry-After` honoured). This module only tells it
-which answers must not be retried: a used-up quota, or a `Retry-After` longer than a tool call can wait.
+Retries themselves are the SDK's (exponential backoff, `Retry-After` honoured). This module only tells it, through
+`x-should-retry` on the response, which answers to retry beyond its own rules (a 403 "concurrent request limit"
+is transient) and which never to retry (a used-up quota, or a `Retry-After` longer than a tool call can wait).
 """
 
 from __future__ import annotations
 
 import json
+import re
+import time
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx2
 
 from kimi_mcp import errors
 from kimi_mcp.logs import redact
+from kimi_mcp.netcause import describe_transport_error
 
 # A tool call that waits minutes on a rate limit looks hung to the host: give up and say so instead.
 MAX_RETRY_AFTER_SECONDS = 30.0
+# A message body over this size was refused with 413 (docs/kimi-api.md §9).
+MAX_REQUEST_BYTES = 2_097_152
 QUOTA_ERROR_TYPE = "exceeded_current_quota_error"
 TERMINATED_ERROR_TYPE = "access_terminated_error"
+# Wording of a used-up quota or balance in Moonshot's own client's checks (docs/kimi-api.md §9).
+_QUOTA_WORDING = re.compile(r"exceeded your current\b.*\bquota|insufficient[ _]balance", re.IGNORECASE | re.DOTALL)
+# 403 "You've reached your concurrent request limit": too many requests in flight for the account (§9).
+_BUSY_WORDING = re.compile(r"concurrent request limit", re.IGNORECASE)
 
 
 class Rejected(Exception):
@@ -41,21 +52,41 @@ def error_details(body: bytes | Any) -> tuple[str, str]:
 
 
 def is_quota_error(error_type: str, message: str) -> bool:
-    """A used-up plan quota, as opposed to a passing rate limit (kimi-wire.md §9)."""
-    return error_type == QUOTA_ERROR_TYPE or QUOTA_ERROR_TYPE in message
+    """A used-up plan quota or balance, as opposed to a passing rate limit (docs/kimi-api.md §9)."""
+    return error_type == QUOTA_ERROR_TYPE or QUOTA_ERROR_TYPE in message or bool(_QUOTA_WORDING.search(message))
 
 
-def retry_after_seconds(headers: httpx2.Headers | dict[str, str] | None) -> float | None:
+def is_busy(status: int, message: str) -> bool:
+    """The account's concurrent request limit: transient, retried like a 429 (docs/kimi-api.md §9)."""
+    return status == 403 and bool(_BUSY_WORDING.search(message))
+
+
+def retry_after_seconds(headers: httpx2.Headers | dict[str, str] | None, now: float | None = None) -> float | None:
+    """`Retry-After` as seconds to wait: delay-seconds or an HTTP date (RFC 9110 §10.2.3); None if absent/bad."""
     if not headers:
         return None
-    try:
-        return float(headers.get("retry-after", ""))
-    except ValueError:
+    value = (headers.get("retry-after") or "").strip()
+    if not value:
         return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # an HTTP date is always GMT; a zone-less one is read as such
+        return None
+    return max(when.timestamp() - (time.time() if now is None else now), 0.0)
 
 
 def error_for_response(
-    status: int, body: bytes | Any, headers: httpx2.Headers | dict[str, str] | None = None
+    status: int,
+    body: bytes | Any,
+    headers: httpx2.Headers | dict[str, str] | None = None,
+    *,
+    request_bytes: int | None = None,
 ) -> Exception:
     """The error to raise for a failed answer; `Rejected` for a 401 so the token can be recovered."""
     error_type, message = error_details(body)
@@ -68,7 +99,11 @@ def error_for_response(
     if status == 403:
         if error_type == TERMINATED_ERROR_TYPE or TERMINATED_ERROR_TYPE in message:
             return errors.ClientRefused(detail)
+        if is_busy(status, message):
+            return errors.KimiBusy(detail)
         return errors.Forbidden(detail)
+    if status == 413:
+        return errors.RequestTooLarge(request_bytes, MAX_REQUEST_BYTES)
     if status == 429:
         if is_quota_error(error_type, message):
             return errors.QuotaExceeded(detail)
@@ -78,12 +113,49 @@ def error_for_response(
     return errors.BadRequest(detail, status=status)
 
 
-async def mark_unretryable(response: httpx2.Response) -> None:
-    """httpx2 response hook: tell the SDK's retry loop not to retry a quota error or a long Retry-After."""
-    if response.status_code != 429:
+def request_size(request: httpx2.Request | None) -> int | None:
+    """The size in bytes of a sent request's body, from its Content-Length (None if unknown)."""
+    if request is None:
+        return None
+    try:
+        return int(request.headers["content-length"])
+    except (KeyError, ValueError):
+        return None
+
+
+def transport_error(exc: BaseException, url: str) -> errors.UpstreamError:
+    """Our error for a request that got no answer, naming the cause (DNS, refused, TLS, timeout) from its chain."""
+    cause = describe_transport_error(exc, url)
+    if _in_chain(exc, httpx2.TimeoutException) and not _in_chain(exc, httpx2.ConnectTimeout):
+        return errors.ServiceUnavailable(cause)  # reached, but the answer stalled
+    return errors.NetworkError(cause)
+
+
+def _in_chain(exc: BaseException, kind: type[BaseException]) -> bool:
+    seen: set[int] = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:
+        if isinstance(link, kind):
+            return True
+        seen.add(id(link))
+        link = link.__cause__ or link.__context__
+    return False
+
+
+async def mark_retry(response: httpx2.Response) -> None:
+    """httpx2 response hook: steer the SDK's retry loop (it obeys `x-should-retry`, docs/kimi-api.md §9).
+
+    Retried: a 403 "concurrent request limit" (the SDK alone would not retry a 403). Not retried: a used-up
+    quota, or any wait (`Retry-After`, seconds or an HTTP date) longer than a tool call should wait.
+    """
+    if response.status_code not in (403, 429):
         return
     await response.aread()
     error_type, message = error_details(response.content)
     wait = retry_after_seconds(response.headers)
-    if is_quota_error(error_type, message) or (wait is not None and wait > MAX_RETRY_AFTER_SECONDS):
+    too_long = wait is not None and wait > MAX_RETRY_AFTER_SECONDS
+    if response.status_code == 403:
+        if is_busy(403, message) and not too_long:
+            response.headers["x-should-retry"] = "true"
+    elif is_quota_error(error_type, message) or too_long:
         response.headers["x-should-retry"] = "false"

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import anyio
+from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from kimi_mcp.testing.fake_record import RecordedRequest
@@ -36,13 +38,42 @@ def transport_of(send: Send) -> asyncio.Transport | None:
 
 
 class DroppedConnection:
-    """Closes the socket without any HTTP response (a network fault, kimi-wire.md §9)."""
+    """Closes the socket without any HTTP response (a network fault, docs/kimi-api.md §9)."""
 
     def __init__(self, exchange: Exchange) -> None:
         self._exchange = exchange
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await _cut(self._exchange, receive)
+
+
+class DelayedAnswer:
+    """`response`, sent after `delay` seconds (math.inf: never); ends quietly if the client leaves first."""
+
+    def __init__(self, response: Response, delay: float, record: RecordedRequest) -> None:
+        self._response = response
+        self._delay = delay
+        self._record = record
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        left = False
+
+        async def watch(cancel: anyio.CancelScope) -> None:
+            nonlocal left
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            left = True
+            self._record.disconnected_at = time.monotonic()
+            cancel.cancel()
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(watch, group.cancel_scope)
+            if math.isinf(self._delay):
+                await anyio.sleep_forever()
+            await anyio.sleep(self._delay)
+            group.cancel_scope.cancel()
+        if not left:
+            await self._response(scope, receive, send)
 
 
 class ReplyAnswer:

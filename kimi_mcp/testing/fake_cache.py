@@ -1,4 +1,4 @@
-"""The fake's prompt cache: content-prefix hits in 256-token chunks, whatever the cache key (kimi-wire.md §6).
+"""The fake's prompt cache: content-prefix hits in 256-token chunks, whatever the cache key (docs/kimi-api.md §6).
 
 Tokens are counted crudely (4 bytes ≈ 1 token) over a serialisation built so that appending a message to the
 history only appends bytes: the canonical JSON of `{system, tools}`, then of each message, each on its own line.

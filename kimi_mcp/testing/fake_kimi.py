@@ -1,7 +1,7 @@
 """A fake Kimi Code service on loopback: real HTTP, scriptable, recording, with an emulated prompt cache.
 
 Tests, the demo and the benchmarks point kimi-mcp (and its worker processes) at `FakeKimi.base_url` and
-`FakeKimi.oauth_host`. It follows kimi-wire.md exactly: the Anthropic surface under `/coding`, Bearer-only
+`FakeKimi.oauth_host`. It follows docs/kimi-api.md exactly: the Anthropic surface under `/coding`, Bearer-only
 auth (§4), content-prefix caching (§6), stream quirks (§8) and errors (§9). Run it by hand with
 `python -m kimi_mcp.testing.fake_kimi`.
 """
@@ -13,6 +13,7 @@ import json
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Self
 
@@ -23,7 +24,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from kimi_mcp.testing.fake_answer import DroppedConnection, Exchange, ReplyAnswer, transport_of
+from kimi_mcp.testing.fake_answer import DelayedAnswer, DroppedConnection, Exchange, ReplyAnswer, transport_of
 from kimi_mcp.testing.fake_cache import PromptCache
 from kimi_mcp.testing.fake_oauth import FakeOAuth
 from kimi_mcp.testing.fake_record import RecordedRequest, header_dict
@@ -38,7 +39,7 @@ _EXCHANGE = "fake_kimi.exchange"
 
 
 def default_models() -> list[dict[str, Any]]:
-    """The plan's one model, as `GET /v1/models` lists it (kimi-wire.md §1)."""
+    """The plan's one model, as `GET /v1/models` lists it (docs/kimi-api.md §1)."""
     return [
         {
             "id": DEFAULT_MODEL,
@@ -48,7 +49,7 @@ def default_models() -> list[dict[str, Any]]:
             "supports_thinking_type": "both",
             "supports_image_in": True,
             "supports_video_in": True,
-            "think_efforts": {"valid_efforts": ["low", "high", "max"], "default_effort": "high"},
+            "think_efforts": {"support": True, "valid_efforts": ["low", "high", "max"], "default_effort": "high"},
         }
     ]
 
@@ -80,6 +81,12 @@ class FakeKimi:
         self.requests: list[RecordedRequest] = []
         self.models: list[dict[str, Any]] = default_models()
         self.usages: dict[str, Any] = default_usages()
+        # Seconds GET /v1/models waits before answering; math.inf hangs until the client gives up.
+        self.models_delay: float = 0.0
+        # POST /v1/messages requests open right now, and the most ever open at once (request received until the
+        # last byte of its answer was sent): what a client's concurrency limit must keep low.
+        self.messages_in_flight = 0
+        self.max_messages_in_flight = 0
         self._wanted_port = port
         self._port: int | None = None
         self._lock = threading.Lock()
@@ -158,7 +165,13 @@ class FakeKimi:
         with self._lock:
             self.requests.append(record)
         scope[_EXCHANGE] = Exchange(record, transport_of(send))
-        await self._app(scope, _replay(body, more, receive), _recording(send, record))
+        if not (record.method == "POST" and record.path.endswith("/v1/messages")):
+            return await self._app(scope, _replay(body, more, receive), _recording(send, record))
+        done = self._open_message()
+        try:
+            await self._app(scope, _replay(body, more, receive), _recording(send, record, on_complete=done))
+        finally:
+            done()
 
     async def _messages(self, request: Request) -> Response | ReplyAnswer | DroppedConnection:
         exchange: Exchange = request.scope[_EXCHANGE]
@@ -184,14 +197,17 @@ class FakeKimi:
             exchange=exchange,
         )
 
-    async def _list_models(self, request: Request) -> Response:
-        return self._deny(request) or JSONResponse({"data": self.models})
+    async def _list_models(self, request: Request) -> Response | DelayedAnswer:
+        answer = self._deny(request) or JSONResponse({"data": self.models})
+        if not self.models_delay:
+            return answer
+        return DelayedAnswer(answer, self.models_delay, request.scope[_EXCHANGE].record)
 
     async def _get_usages(self, request: Request) -> Response:
         return self._deny(request) or JSONResponse(self.usages)
 
     def _deny(self, request: Request) -> Response | None:
-        """kimi-wire.md §4: only `Authorization: Bearer` authenticates; an x-api-key alone gets 401."""
+        """docs/kimi-api.md §4: only `Authorization: Bearer` authenticates; an x-api-key alone gets 401."""
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
@@ -199,6 +215,22 @@ class FakeKimi:
         if token in self.api_keys or self.oauth.is_valid_access_token(token):
             return None
         return _error(401, "authentication_error", "invalid token")
+
+    def _open_message(self) -> Callable[[], None]:
+        """Count one open /v1/messages request; the returned function closes it (once, however often called)."""
+        with self._lock:
+            self.messages_in_flight += 1
+            self.max_messages_in_flight = max(self.max_messages_in_flight, self.messages_in_flight)
+        closed = False
+
+        def close() -> None:
+            nonlocal closed
+            with self._lock:
+                if not closed:
+                    closed = True
+                    self.messages_in_flight -= 1
+
+        return close
 
     def _next_step(self) -> Reply | Fault | None:
         with self._lock:
@@ -239,12 +271,15 @@ def _replay(body: bytes, complete: bool, receive: Receive) -> Receive:
     return replay
 
 
-def _recording(send: Send, record: RecordedRequest) -> Send:
+def _recording(send: Send, record: RecordedRequest, on_complete: Callable[[], None] | None = None) -> Send:
     async def recording_send(message: Message) -> None:
         if message["type"] == "http.response.start":
             record.status = message["status"]
+        last = message["type"] == "http.response.body" and not message.get("more_body", False)
+        if last and on_complete is not None:
+            on_complete()  # before the client can see the end and send its next request
         await send(message)
-        if message["type"] == "http.response.body" and not message.get("more_body", False):
+        if last:
             record.completed = True
 
     return recording_send

@@ -1,7 +1,7 @@
 """Scripted answers of the fake Kimi service and how they look on the Anthropic wire.
 
 `Reply` and `Fault` are what a test queues with `FakeKimi.script()`; the functions below turn a `Reply` into
-the exact SSE event sequence (or JSON message) of the Anthropic Messages API (kimi-wire.md §1, §8).
+the exact SSE event sequence (or JSON message) of the Anthropic Messages API (docs/kimi-api.md §1, §8).
 """
 
 from __future__ import annotations
@@ -27,6 +27,9 @@ class Reply:
     delay: float = 0.0
     cut_after_events: int | None = None
     output_tokens: int | None = None
+    # docs/kimi-api.md §8: Kimi may send zeros in message_start and the totals (cache reads included) only in
+    # message_delta. True scripts that shape; False puts the prompt-side counts in message_start, as Anthropic does.
+    usage_in_delta: bool = False
 
     def deltas(self) -> list[str]:
         """The text_delta chunks: the scripted ones, else `text` in ~20-char pieces."""
@@ -43,9 +46,13 @@ class Reply:
         return len(self.full_text() + (self.thinking or "")) // 4 + 1
 
 
+# The service's words when an account has too many requests in flight (docs/kimi-api.md §9).
+BUSY_MESSAGE = "You've reached your concurrent request limit, please try again later."
+
+
 @dataclass
 class Fault:
-    """A scripted error answer (kimi-wire.md §9), or a connection dropped without any response."""
+    """A scripted error answer (docs/kimi-api.md §9), or a connection dropped without any response."""
 
     status: int
     error_type: str = "api_error"
@@ -60,10 +67,15 @@ class Fault:
             headers["retry-after"] = _format_seconds(self.retry_after)
         return headers
 
+    @classmethod
+    def busy(cls, retry_after: float | None = None) -> Fault:
+        """403 "concurrent request limit": the account has too many requests in flight."""
+        return cls(403, "permission_error", BUSY_MESSAGE, retry_after=retry_after)
+
 
 @dataclass(frozen=True)
 class Usage:
-    """Prompt-side token counts of one request, as the emulated prompt cache saw it (kimi-wire.md §6)."""
+    """Prompt-side token counts of one request, as the emulated prompt cache saw it (docs/kimi-api.md §6)."""
 
     input_tokens: int = 0
     cache_read_input_tokens: int = 0
@@ -95,7 +107,7 @@ def message_json(reply: Reply, *, message_id: str, model: str, usage: Usage) -> 
     """The non-streamed answer: one complete Message object."""
     content: list[dict[str, Any]] = []
     if reply.thinking is not None:
-        # kimi-wire.md §8: thinking blocks may come with empty signatures.
+        # docs/kimi-api.md §8: thinking blocks may come with empty signatures.
         content.append({"type": "thinking", "thinking": reply.thinking, "signature": ""})
     if reply.full_text():
         content.append({"type": "text", "text": reply.full_text()})
@@ -106,34 +118,49 @@ def message_json(reply: Reply, *, message_id: str, model: str, usage: Usage) -> 
 
 def stream_events(reply: Reply, *, message_id: str, model: str, usage: Usage) -> list[Event]:
     """The SSE events of a streamed answer, in the Anthropic Messages API order."""
+    start_usage = Usage() if reply.usage_in_delta else usage
+    start_output = 0 if reply.usage_in_delta else 1
     events: list[Event] = [
-        ("message_start", {"type": "message_start", "message": _message_shell(message_id, model, usage, 1)}),
+        (
+            "message_start",
+            {"type": "message_start", "message": _message_shell(message_id, model, start_usage, start_output)},
+        ),
         ("ping", {"type": "ping"}),
     ]
     index = 0
     if reply.thinking is not None:
         start = {"type": "thinking", "thinking": "", "signature": ""}
         deltas = [{"type": "thinking_delta", "thinking": d} for d in _split(reply.thinking)]
-        deltas.append({"type": "signature_delta", "signature": ""})  # kimi-wire.md §8
+        deltas.append({"type": "signature_delta", "signature": ""})  # docs/kimi-api.md §8
         events += _block_events(index, start, deltas)
         index += 1
     if text_deltas := [d for d in reply.deltas() if d]:
         deltas = [{"type": "text_delta", "text": d} for d in text_deltas]
         events += _block_events(index, {"type": "text", "text": ""}, deltas)
     if reply.stop_reason is not None:
-        # kimi-wire.md §8: a stream without a stop reason must be possible (it is an error client-side).
+        # docs/kimi-api.md §8: a stream without a stop reason must be possible (it is an error client-side).
         events.append(
             (
                 "message_delta",
                 {
                     "type": "message_delta",
                     "delta": {"stop_reason": reply.stop_reason, "stop_sequence": None},
-                    "usage": {"output_tokens": reply.usage_output_tokens()},
+                    "usage": _delta_usage(reply, usage),
                 },
             )
         )
         events.append(("message_stop", {"type": "message_stop"}))
     return events
+
+
+def _delta_usage(reply: Reply, usage: Usage) -> dict[str, int]:
+    if not reply.usage_in_delta:
+        return {"output_tokens": reply.usage_output_tokens()}
+    return {
+        "input_tokens": usage.input_tokens,
+        "cache_read_input_tokens": usage.cache_read_input_tokens,
+        "output_tokens": reply.usage_output_tokens(),
+    }
 
 
 def sse_frame(event: Event) -> bytes:

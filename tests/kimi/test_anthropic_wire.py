@@ -1,4 +1,4 @@
-"""The exact bodies of kimi-wire.md §5 and §6, built without the network."""
+"""The exact bodies of docs/kimi-api.md §5 and §6, built without the network."""
 
 import json
 
@@ -20,15 +20,16 @@ def request(**fields: object) -> ChatRequest:
     return ChatRequest(**base)  # type: ignore[arg-type]
 
 
-def test_thinking_off_sends_no_thinking_fields() -> None:
+def test_thinking_off_is_an_explicit_disabled() -> None:
     body = build_body(request(thinking="off"), efforts=EFFORTS)
-    assert "thinking" not in body and "output_config" not in body and "reasoning_effort" not in body
+    assert body["thinking"] == {"type": "disabled"}
+    assert "output_config" not in body and "reasoning_effort" not in body
 
 
 @pytest.mark.parametrize("level", ["low", "high", "max"])
-def test_listed_effort_is_adaptive_with_output_config(level: str) -> None:
+def test_listed_effort_is_enabled_with_output_config(level: str) -> None:
     body = build_body(request(thinking=level), efforts=EFFORTS)
-    assert body["thinking"] == {"type": "adaptive"}
+    assert body["thinking"] == {"type": "enabled"}  # never "adaptive" (docs/kimi-api.md §5)
     assert body["output_config"] == {"effort": level}
 
 
@@ -38,9 +39,11 @@ def test_unlisted_effort_falls_back_to_enabled_without_effort() -> None:
     assert "output_config" not in body
 
 
-def test_cache_key_is_top_level_and_optional() -> None:
-    assert build_body(request(cache_key="kc_1"))["prompt_cache_key"] == "kc_1"
-    assert "prompt_cache_key" not in build_body(request())
+def test_cache_key_goes_top_level_and_as_metadata_user_id() -> None:
+    body = build_body(request(cache_key="kc_1"))
+    assert body["prompt_cache_key"] == "kc_1" and body["metadata"] == {"user_id": "kc_1"}
+    plain = build_body(request())
+    assert "prompt_cache_key" not in plain and "metadata" not in plain
 
 
 def test_output_budget_is_the_context_left() -> None:

@@ -1,4 +1,4 @@
-"""The fake Kimi service speaks kimi-wire.md over real HTTP: SSE, auth, faults, cancellation, prompt cache."""
+"""The fake Kimi service speaks docs/kimi-api.md over real HTTP: SSE, auth, faults, cancellation, prompt cache."""
 
 from __future__ import annotations
 
@@ -68,7 +68,7 @@ def test_stream_follows_the_anthropic_event_order(fake_kimi: FakeKimi) -> None:
         "cache_creation_input_tokens",
     }
     assert events[2][1]["content_block"] == {"type": "thinking", "thinking": "", "signature": ""}
-    assert events[4][1]["delta"] == {"type": "signature_delta", "signature": ""}  # kimi-wire.md §8
+    assert events[4][1]["delta"] == {"type": "signature_delta", "signature": ""}  # docs/kimi-api.md §8
     assert [e[1]["delta"]["text"] for e in events[7:9]] == ["four ", "five six"]
     assert events[10][1]["delta"] == {"stop_reason": "end_turn", "stop_sequence": None}
     assert events[10][1]["usage"]["output_tokens"] > 0
@@ -177,7 +177,7 @@ def test_prefix_cache_hits_on_extended_history_and_resets_on_new_system(fake_kim
     aligned = usage1["input_tokens"] // 256 * 256
     assert aligned > 0
 
-    extended = dict(first, prompt_cache_key="b")  # the key is ignored, as on the service (kimi-wire.md §6)
+    extended = dict(first, prompt_cache_key="b")  # the key is ignored, as on the service (docs/kimi-api.md §6)
     follow_up = [{"role": "assistant", "content": "ok"}, {"role": "user", "content": "more"}]
     extended["messages"] = [*first["messages"], *follow_up]
     usage2 = _post(fake_kimi, extended).json()["usage"]
@@ -196,7 +196,11 @@ def test_models_and_usages_have_the_documented_shapes(fake_kimi: FakeKimi) -> No
     models = _http.get(f"{fake_kimi.base_url}/v1/models", headers=AUTH).json()["data"]
     assert models[0]["id"] == "kimi-for-coding" and models[0]["context_length"] == 262144
     assert models[0]["supports_thinking_type"] == "both"
-    assert models[0]["think_efforts"] == {"valid_efforts": ["low", "high", "max"], "default_effort": "high"}
+    assert models[0]["think_efforts"] == {
+        "support": True,
+        "valid_efforts": ["low", "high", "max"],
+        "default_effort": "high",
+    }
 
     usages = _http.get(f"{fake_kimi.base_url}/v1/usages", headers=AUTH).json()
     assert {"used", "limit", "resetTime"} <= set(usages["usage"])
@@ -259,3 +263,58 @@ async def test_anthropic_sdk_streams_with_cache_usage(fake_kimi: FakeKimi, monke
     assert final.usage.cache_read_input_tokens is not None and final.usage.cache_read_input_tokens >= 256
     sent = fake_kimi.messages_requests()[-1]
     assert sent.headers["authorization"] == "Bearer sk-kimi-test-key" and "x-api-key" not in sent.headers
+
+
+def test_usage_in_delta_sends_zeros_first_and_totals_last(fake_kimi: FakeKimi) -> None:
+    body = _body("question " * 400, stream=True)
+    _post(fake_kimi, body)  # primes the prompt cache
+    fake_kimi.script(Reply(text="late totals", usage_in_delta=True, output_tokens=9))
+    events = _sse(_post(fake_kimi, body).text)
+    start = events[0][1]["message"]["usage"]
+    assert start["input_tokens"] == 0 and start["cache_read_input_tokens"] == 0 and start["output_tokens"] == 0
+    [delta] = [data for name, data in events if name == "message_delta"]
+    assert delta["usage"]["cache_read_input_tokens"] >= 256 and delta["usage"]["input_tokens"] > 0
+    assert delta["usage"]["output_tokens"] == 9
+
+
+def test_busy_fault_is_a_403_with_the_services_words(fake_kimi: FakeKimi) -> None:
+    fake_kimi.script(Fault.busy(retry_after=0.5))
+    response = _post(fake_kimi, _body())
+    assert response.status_code == 403 and response.headers["retry-after"] == "0.5"
+    assert "concurrent request limit" in response.json()["error"]["message"]
+
+
+@pytest.mark.anyio
+async def test_models_delay_hangs_until_the_client_leaves(fake_kimi: FakeKimi) -> None:
+    fake_kimi.models_delay = float("inf")
+    async with httpx2.AsyncClient() as client:
+        with anyio.move_on_after(0.3) as scope:
+            await client.get(f"{fake_kimi.base_url}/v1/models", headers=AUTH)
+    assert scope.cancelled_caught
+    record = fake_kimi.requests[0]
+    with anyio.move_on_after(5.0):
+        while record.disconnected_at is None:  # noqa: ASYNC110 - set by the server thread, nothing to await
+            await anyio.sleep(0.01)
+    assert record.disconnected_at is not None  # the hanging answer ended with the client, not at shutdown
+    assert record.status is None and not record.completed  # nothing was answered
+
+    fake_kimi.models_delay = 0.2
+    started = time.monotonic()
+    response = _http.get(f"{fake_kimi.base_url}/v1/models", headers=AUTH)
+    assert response.status_code == 200 and time.monotonic() - started >= 0.19
+
+
+@pytest.mark.anyio
+async def test_in_flight_messages_are_counted(fake_kimi: FakeKimi) -> None:
+    fake_kimi.script(*[Reply(text="slow", delay=0.1) for _ in range(3)])
+    async with httpx2.AsyncClient() as client:
+
+        async def post() -> None:
+            response = await client.post(f"{fake_kimi.base_url}/v1/messages", json=_body(stream=True), headers=AUTH)
+            assert response.status_code == 200
+
+        async with anyio.create_task_group() as group:
+            for _ in range(3):
+                group.start_soon(post)
+    assert fake_kimi.messages_in_flight == 0
+    assert fake_kimi.max_messages_in_flight == 3
