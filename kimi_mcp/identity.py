@@ -1,4 +1,4 @@
-"""Who we say we are on the wire (kimi-wire.md §2): our own User-Agent and true device headers.
+"""Who we say we are on the wire (docs/kimi-api.md §2): our own User-Agent and true device headers.
 
 We never pose as another client. Custom headers from settings can add names for proxies and gateways but can
 never replace the identity, authentication or protocol headers.
@@ -36,7 +36,7 @@ def is_protected_header(name: str) -> bool:
 
 
 def ascii_value(value: str) -> str:
-    """Strip a header value to printable ASCII; `unknown` if nothing is left (kimi-wire.md §2)."""
+    """Strip a header value to printable ASCII; `unknown` if nothing is left (docs/kimi-api.md §2)."""
     cleaned = "".join(ch for ch in value if 32 <= ord(ch) < 127).strip()
     return cleaned or "unknown"
 
@@ -53,7 +53,12 @@ def device_model() -> str:
 
 
 def device_id(home: Path) -> str:
-    """The random device id, created once and kept 0600 in our home folder."""
+    """The random device id, created once and kept 0600 in our home folder.
+
+    The folder is checked before anything in it is read: every client is built through here, so a home folder that
+    another user could write to is refused before a credential could be read from it (kimi_mcp/fs.py).
+    """
+    ensure_private_dir(home)
     path = home / _DEVICE_ID_FILE
     try:
         existing = path.read_text(encoding="ascii").strip()
@@ -61,7 +66,6 @@ def device_id(home: Path) -> str:
             return existing
     except (OSError, UnicodeDecodeError):
         pass
-    ensure_private_dir(home)
     new_id = secrets.token_hex(16)
     write_private_file(path, new_id.encode("ascii"))
     return new_id
