@@ -1,8 +1,8 @@
 """Every setting kimi-mcp reads, with its environment name, default and validation, in one place.
 
-Names follow kimi-wire.md §1: the `KIMI_*`/`KIMI_CODE_*` names that users of the pi provider already set,
-and our own under `KIMI_MCP_`. `Settings.from_env()` turns a bad value into one `SettingsError` line that
-names the variable and what is allowed.
+Names follow docs/kimi-api.md §1: the `KIMI_*`/`KIMI_CODE_*` names that users of the pi provider already set,
+and our own under `KIMI_MCP_`. `Settings.from_env()` reports every bad value at once in one `SettingsError`, one
+line per variable, naming it and what is allowed (limits come from the field constraints below).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args, get_origin
 
 from pydantic import (
     AliasChoices,
@@ -27,7 +27,7 @@ from kimi_mcp.errors import SettingsError
 
 DEFAULT_BASE_URL = "https://api.kimi.com/coding"
 DEFAULT_OAUTH_HOST = "https://auth.kimi.com"
-# The public client id of Moonshot's open-source CLI (kimi-wire.md §3).
+# The public client id of Moonshot's open-source CLI (docs/kimi-api.md §3).
 DEFAULT_OAUTH_CLIENT_ID = "17e5f671-d194-4dfb-9706-5516cb48c098"
 DEFAULT_MODEL = "kimi-for-coding"
 CONTEXT_WINDOW_TOKENS = 262_144
@@ -39,6 +39,7 @@ DEFAULT_MAX_OUTPUT_CHARS = 36_000
 
 ThinkingLevel = Literal["off", "low", "high", "max"]
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # an RFC 9110 token
+_HEADER_ENTRY = re.compile(r"\s*[!#$%&'*+\-.^_`|~0-9A-Za-z]+\s*:")  # "Name:" at the start of an entry
 
 
 def _env(*names: str) -> AliasChoices:
@@ -80,7 +81,7 @@ class Settings(BaseModel):
     max_output_chars: Annotated[int, Field(ge=1000, le=10_000_000)] = Field(
         DEFAULT_MAX_OUTPUT_CHARS, validation_alias=_env("KIMI_MCP_MAX_OUTPUT_CHARS", "max_output_chars")
     )
-    # kimi-wire.md §9: the service answers 403 "concurrent request limit" past ~30 requests in flight per account.
+    # docs/kimi-api.md §9: the service answers 403 "concurrent request limit" past ~30 requests in flight per account.
     max_concurrency: Annotated[int, Field(ge=1, le=1000)] = Field(
         30, validation_alias=_env("KIMI_MCP_MAX_CONCURRENCY", "max_concurrency")
     )
@@ -114,13 +115,14 @@ class Settings(BaseModel):
         if not isinstance(value, str):
             return value
         headers: dict[str, str] = {}
-        for line in value.splitlines():
-            if not line.strip():
-                continue
+        for line in _header_entries(value):
             name, sep, header_value = line.partition(":")
             name, header_value = name.strip(), header_value.strip()
             if not sep or not _HEADER_NAME.fullmatch(name):
-                raise ValueError("expected lines of the form 'Name: Value' with an ASCII header name")
+                raise ValueError(
+                    "expected 'Name: Value' entries, one per line (or separated by ';' on a single line), "
+                    "each with an ASCII header name"
+                )
             if not all(32 <= ord(ch) < 127 or ch == "\t" for ch in header_value):
                 raise ValueError(f"the value of {name} must be printable ASCII")
             headers[name] = header_value
@@ -139,7 +141,12 @@ class Settings(BaseModel):
     @field_validator("home", mode="before")
     @classmethod
     def _expand_home(cls, value: object) -> object:
-        return Path(value).expanduser() if isinstance(value, str) else value
+        if not isinstance(value, str):
+            return value
+        if not value.strip():
+            # Path("") is the current folder: credentials would land wherever the host happened to start us.
+            raise ValueError("is empty; set it to a folder, or unset it to use ~/.kimi-mcp")
+        return Path(value).expanduser()
 
     @property
     def cache_enabled(self) -> bool:
@@ -147,7 +154,7 @@ class Settings(BaseModel):
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
-        """Read settings from `environ` (default `os.environ`); raise `SettingsError` naming the bad variable."""
+        """Read settings from `environ` (default `os.environ`); raise `SettingsError` naming every bad variable."""
         source = dict(os.environ if environ is None else environ)
         data: dict[str, object] = {}
         for name, field in cls.model_fields.items():
@@ -170,13 +177,65 @@ def env_name_of(field_name: str) -> str:
     return str(alias.choices[0])
 
 
+def _header_entries(raw: str) -> list[str]:
+    """The `Name: Value` entries of KIMI_CODE_CUSTOM_HEADERS.
+
+    Lines, as Moonshot's own client reads the variable (docs/kimi-api.md §2). A value with no line break may also
+    list entries separated by `;` (handy where a newline is hard to type), but only when every part starts with
+    `Name:`; otherwise the `;` belongs to the value (`X-Tags: a;b=c` is one header).
+    """
+    lines = [line for line in raw.splitlines() if line.strip()]
+    if len(lines) != 1 or "\n" in raw or "\r" in raw:
+        return lines
+    parts = [part for part in lines[0].split(";") if part.strip()]
+    if len(parts) > 1 and all(_HEADER_ENTRY.match(part) for part in parts):
+        return parts
+    return lines
+
+
 def _describe(exc: ValidationError, source: Mapping[str, str]) -> str:
-    error = exc.errors()[0]
-    field_name = str(error["loc"][0]) if error["loc"] else ""
-    message = str(error["msg"]).removeprefix("Value error, ")
-    if field_name in Settings.model_fields:
+    """One line per bad variable: `NAME: what is wrong and what is allowed`."""
+    lines: dict[str, str] = {}
+    for error in exc.errors():
+        field_name = str(error["loc"][0]) if error["loc"] else ""
+        if field_name in lines:
+            continue
+        if field_name not in Settings.model_fields:
+            lines[field_name] = str(error["msg"]).removeprefix("Value error, ")
+            continue
         alias = Settings.model_fields[field_name].validation_alias
         names = [n for n in getattr(alias, "choices", []) if isinstance(n, str) and n.isupper()]
         used = next((n for n in names if n in source), names[0] if names else field_name)
-        return f"{used}: {message}"
-    return message
+        lines[field_name] = f"{used}: {_problem(field_name, error)}"
+    return "\n".join(lines.values())
+
+
+def _problem(field_name: str, error: Mapping[str, object]) -> str:
+    if error["type"] == "value_error":  # our own validators: their text already says what is allowed
+        return str(error["msg"]).removeprefix("Value error, ")
+    allowed = _allowed(field_name)
+    if allowed is None:
+        return str(error["msg"])
+    # Only plain numbers, switches and choices reach here, never a key or a header value: safe to echo.
+    got = repr(error["input"]) if isinstance(error["input"], str) else None
+    return f"{allowed} (got {got[:40]})" if got else allowed
+
+
+def _allowed(field_name: str) -> str | None:
+    """What a field accepts, in words, from its type and constraints; None for free-form text."""
+    field = Settings.model_fields[field_name]
+    kind = field.annotation
+    if get_origin(kind) is Literal:
+        return "must be one of " + ", ".join(str(choice) for choice in get_args(kind))
+    if kind is bool:
+        return "must be 1 or 0 (true/false, yes/no and on/off work too)"
+    if kind not in (int, float):
+        return None
+    noun = "a whole number" if kind is int else "a number"
+    # The constraints are annotated-types objects (Ge, Gt, Le, Lt): read their one attribute by name.
+    limits = {name: getattr(m, name) for m in field.metadata for name in ("ge", "gt", "le", "lt") if hasattr(m, name)}
+    if "ge" in limits and "le" in limits:
+        return f"must be {noun} between {limits['ge']:,} and {limits['le']:,}"
+    words = {"ge": "at least", "gt": "greater than", "le": "at most", "lt": "less than"}
+    bounds = [f"{words[name]} {value:,}" for name, value in limits.items()]
+    return f"must be {noun}" + (" " + " and ".join(bounds) if bounds else "")

@@ -73,3 +73,72 @@ def test_malformed_custom_headers_are_refused(raw: str) -> None:
 
 def test_custom_header_values_may_hold_semicolons() -> None:
     assert Settings.from_env({"KIMI_CODE_CUSTOM_HEADERS": "X-Tags: a;b=c"}).custom_headers == {"X-Tags": "a;b=c"}
+
+
+def test_every_bad_variable_is_reported_at_once_one_line_each() -> None:
+    with pytest.raises(SettingsError) as err:
+        Settings.from_env({"KIMI_MCP_TIMEOUT": "0", "KIMI_MCP_THINKING": "medium", "KIMI_MCP_MAX_RETRIES": "2"})
+    lines = str(err.value).splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("KIMI_MCP_TIMEOUT: ") and lines[1].startswith("KIMI_MCP_THINKING: ")
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "allowed"),
+    [
+        ("KIMI_MCP_TIMEOUT", "0", "must be a number greater than 0 and at most 3,600 (got '0')"),
+        ("KIMI_MCP_TIMEOUT", "soon", "must be a number greater than 0 and at most 3,600 (got 'soon')"),
+        ("KIMI_MCP_MAX_RETRIES", "11", "must be a whole number between 0 and 10 (got '11')"),
+        ("KIMI_MCP_MAX_CONCURRENCY", "0", "must be a whole number between 1 and 1,000 (got '0')"),
+        ("KIMI_MCP_MAX_OUTPUT_CHARS", "10", "must be a whole number between 1,000 and 10,000,000"),
+        ("KIMI_MCP_CONVERSATION_MAX_AGE_DAYS", "-1", "must be a number greater than 0 (got '-1')"),
+        ("KIMI_MCP_THINKING", "medium", "must be one of off, low, high, max (got 'medium')"),
+        ("KIMI_MCP_CACHE_RETENTION", "forever", "must be one of default, short, long, none"),
+        ("KIMI_CODE_DEBUG", "maybe", "must be 1 or 0"),
+    ],
+)
+def test_limits_are_stated_in_words(name: str, value: str, allowed: str) -> None:
+    with pytest.raises(SettingsError) as err:
+        Settings.from_env({name: value})
+    assert str(err.value).startswith(f"{name}: {allowed}")
+    assert "Input should" not in str(err.value) and "pydantic" not in str(err.value)
+
+
+def test_a_bad_custom_header_value_is_never_echoed() -> None:
+    with pytest.raises(SettingsError) as err:
+        Settings.from_env({"KIMI_CODE_CUSTOM_HEADERS": "X-Gateway-Token: s\u00e9cret-gateway-token"})
+    assert "cret-gateway-token" not in str(err.value)
+
+
+@pytest.mark.parametrize("raw", ["", "   ", "\t\n"])
+def test_an_empty_home_is_refused_not_the_current_folder(raw: str) -> None:
+    with pytest.raises(SettingsError) as err:
+        Settings.from_env({"KIMI_MCP_HOME": raw})
+    assert str(err.value) == "KIMI_MCP_HOME: is empty; set it to a folder, or unset it to use ~/.kimi-mcp"
+
+
+@pytest.mark.parametrize(
+    ("raw", "parsed"),
+    [
+        # Lines: what Moonshot's own client reads; a `;` inside a line then belongs to the value.
+        ("X-A: 1\nX-B: 2", {"X-A": "1", "X-B": "2"}),
+        ("X-A: 1\r\nX-B: 2; X-C: 3\n", {"X-A": "1", "X-B": "2; X-C: 3"}),
+        ("X-A: a; b: c\n", {"X-A": "a; b: c"}),
+        # One line: `;` separates entries when every part is `Name: Value`.
+        ("X-A: 1; X-B: 2", {"X-A": "1", "X-B": "2"}),
+        (" X-A : 1 ;X-B:2; ", {"X-A": "1", "X-B": "2"}),
+        # ... otherwise the `;` is part of the value.
+        ("X-Tags: a;b=c", {"X-Tags": "a;b=c"}),
+        ("Cookie: a=1; b=2", {"Cookie": "a=1; b=2"}),
+        ("X-A: 1;", {"X-A": "1;"}),
+    ],
+)
+def test_custom_headers_by_line_or_by_semicolon(raw: str, parsed: dict[str, str]) -> None:
+    assert Settings.from_env({"KIMI_CODE_CUSTOM_HEADERS": raw}).custom_headers == parsed
+
+
+@pytest.mark.parametrize("raw", ["X-A: 1\nBad Name: 2", "X-A: 1\nno colon"])
+def test_a_malformed_entry_among_good_ones_is_refused(raw: str) -> None:
+    with pytest.raises(SettingsError) as err:
+        Settings.from_env({"KIMI_CODE_CUSTOM_HEADERS": raw})
+    assert str(err.value).startswith("KIMI_CODE_CUSTOM_HEADERS: expected 'Name: Value' entries")
