@@ -209,3 +209,20 @@ class HomeUnusable(KimiMcpError):
             else "Set KIMI_MCP_HOME to a folder you can write to."
         )
         super().__init__(f"kimi-mcp cannot use its folder {path} ({detail}). {advice}")
+
+
+class StoreUnreadable(KimiMcpError):
+    """The conversation database exists but SQLite cannot read it (not a database, or corrupt)."""
+
+    def __init__(self, path: str, detail: str) -> None:
+        super().__init__(
+            f"The conversation store {path} is not a readable database ({detail}). Move it away (or delete it) "
+            "and kimi-mcp starts a new, empty one; earlier conversations are then gone."
+        )
+
+
+class InvalidArguments(KimiMcpError):
+    """A tool call's arguments do not fit the tool's input schema; `problems` name each field and what it allows."""
+
+    def __init__(self, tool: str, problems: list[str]) -> None:
+        super().__init__(f"Invalid arguments for {tool}: {'; '.join(problems)}.")

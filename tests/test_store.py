@@ -342,3 +342,195 @@ def test_any_unicode_text_round_trips_exactly(
         assert messages_json(conversation) == b"\n".join(m.model_dump_json().encode() for m in expected)
 
     anyio.run(round_trip)
+
+
+# -- continuing a conversation: what is stored is what Kimi saw --------------------------------------------------
+
+
+async def test_continue_appends_when_the_conversation_is_as_loaded(tmp_path: Path) -> None:
+    store = ConversationStore(tmp_path, max_age_seconds=HOUR)
+    cid = store.new_id()
+    await store.append_turn(cid, model="m", wire="anthropic", system="s", turn=make_turn("a"))
+    loaded = await store.load(cid)
+    assert loaded.cache_key == cid
+    appended = await store.continue_conversation(loaded, make_turn("b"))
+    assert appended == (cid, 2, None)
+    assert [t.user[0].text for t in (await store.load(cid)).turns] == ["a", "b"]
+    await store.aclose()
+
+
+async def test_continue_branches_when_another_process_appended_meanwhile(tmp_path: Path) -> None:
+    store = ConversationStore(tmp_path, max_age_seconds=HOUR)
+    other = ConversationStore(tmp_path, max_age_seconds=HOUR)  # its own connection, as another process has
+    cid = store.new_id()
+    for prompt in ("a", "b"):
+        await store.append_turn(cid, model="m", wire="anthropic", system="s", turn=make_turn(prompt))
+    loaded = await store.load(cid)
+    await other.append_turn(cid, model="m", wire="anthropic", system="s", turn=make_turn("from elsewhere"))
+
+    appended = await store.continue_conversation(loaded, make_turn("mine", "my reply"))
+
+    assert appended.grew_from == cid and appended.turn == 3 and appended.conversation_id != cid
+    branch = await store.load(appended.conversation_id)
+    assert [t.user[0].text for t in branch.turns] == ["a", "b", "mine"]
+    assert branch.turns[:2] == loaded.turns and branch.turns[2].assistant_text == "my reply"
+    assert (branch.model, branch.wire, branch.system, branch.cache_key) == ("m", "anthropic", "s", cid)
+    original = await store.load(cid)
+    assert [t.user[0].text for t in original.turns] == ["a", "b", "from elsewhere"]
+    # The branch continues like any conversation, and a branch of it still carries the first key.
+    again = await store.continue_conversation(branch, make_turn("next"))
+    assert again == (branch.id, 4, None)
+    grown = await store.load(branch.id)
+    await other.continue_conversation(grown, make_turn("elsewhere again"))
+    second = await store.continue_conversation(grown, make_turn("mine again"))
+    assert second.grew_from == branch.id and (await store.load(second.conversation_id)).cache_key == cid
+    listed = {s.id: s for s in await store.recent()}
+    assert listed[appended.conversation_id].first_prompt_line == "a" and listed[appended.conversation_id].turns == 5
+    await store.aclose()
+    await other.aclose()
+
+
+async def test_continue_writes_back_a_conversation_deleted_meanwhile(tmp_path: Path) -> None:
+    store = ConversationStore(tmp_path, max_age_seconds=HOUR)
+    cid = store.new_id()
+    await store.append_turn(cid, model="m", wire="anthropic", system=None, turn=make_turn("a"))
+    loaded = await store.load(cid)
+    with sqlite3.connect(tmp_path / DB_FILE_NAME) as db:  # expired and deleted by another process
+        db.execute("DELETE FROM turns")
+        db.execute("DELETE FROM conversations")
+    assert await store.continue_conversation(loaded, make_turn("b")) == (cid, 2, None)
+    assert [t.user[0].text for t in (await store.load(cid)).turns] == ["a", "b"]
+    await store.aclose()
+
+
+async def test_expiry_removes_a_branch_and_its_cache_key(tmp_path: Path) -> None:
+    store = ConversationStore(tmp_path, max_age_seconds=HOUR)
+    cid = store.new_id()
+    for prompt in ("a", "b"):
+        await store.append_turn(cid, model="m", wire="a", system=None, turn=make_turn(prompt))
+    old = time.time() - 2 * HOUR  # a branch made two hours ago from the conversation's first turn
+    loaded = Conversation(
+        id=cid,
+        created_at=old,
+        updated_at=old,
+        model="m",
+        wire="a",
+        system=None,
+        turns=[make_turn("a", created_at=old)],
+        cache_key=cid,
+    )
+    branched = await store.continue_conversation(loaded, make_turn("c", created_at=old))
+    assert branched.grew_from == cid
+    assert await store.expire_old() == 1
+    assert len((await store.load(cid)).turns) == 2
+    await store.aclose()
+    with sqlite3.connect(tmp_path / DB_FILE_NAME) as db:
+        assert db.execute("SELECT count(*) FROM cache_keys").fetchone() == (0,)
+
+
+async def test_a_schema_1_database_is_migrated_and_keeps_its_conversations(tmp_path: Path) -> None:
+    from kimi_mcp.store.db import MIGRATIONS
+
+    with sqlite3.connect(tmp_path / DB_FILE_NAME) as db:  # what kimi-mcp of schema 1 left behind
+        for statement in MIGRATIONS[0]:
+            db.execute(statement)
+        db.execute("PRAGMA user_version = 1")
+        db.execute("INSERT INTO conversations VALUES ('kc_00000000000000aa', 1e9, 4e9, 'm', 'anthropic', NULL, 'a', 0)")
+    store = ConversationStore(tmp_path, max_age_seconds=HOUR)
+    conversation = await store.load("kc_00000000000000aa")
+    assert conversation.cache_key == conversation.id and conversation.turns == []
+    await store.aclose()
+    with sqlite3.connect(tmp_path / DB_FILE_NAME) as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,) == (2,)
+        # A schema-1 process still running beside a migrated file inserts rows by position: that keeps working.
+        db.execute("INSERT INTO conversations VALUES ('kc_00000000000000bb', 1e9, 4e9, 'm', 'anthropic', NULL, 'b', 0)")
+
+
+@pytest.mark.parametrize("garbage", [b"this is not a database\n" * 200, b"SQLite format 3\x00" + b"\xff" * 8000])
+async def test_a_corrupt_database_file_is_a_readable_error_naming_the_file(tmp_path: Path, garbage: bytes) -> None:
+    path = tmp_path / DB_FILE_NAME
+    path.write_bytes(garbage)
+    store = ConversationStore(tmp_path, max_age_seconds=HOUR)
+    for attempt in (store.recent(), store.load(store.new_id())):
+        with pytest.raises(KimiMcpError) as caught:
+            await attempt
+        assert str(path) in caught.value.message and "not a readable database" in caught.value.message
+        assert "Move it away" in caught.value.message
+    path.rename(tmp_path / "moved-away")  # what the message tells the user to do; the same store recovers
+    assert await store.recent() == []
+    await store.aclose()
+
+
+# -- per-key locks ------------------------------------------------------------------------------------------------
+
+
+async def test_keyed_locks_serialise_one_key_and_leave_others_free() -> None:
+    from kimi_mcp.store.locks import KeyedLocks
+
+    locks = KeyedLocks()
+    order: list[str] = []
+    waited: list[str] = []
+    first_in = anyio.Event()
+    release_first = anyio.Event()
+
+    async def first() -> None:
+        async with locks.holding("a"):
+            first_in.set()
+            await release_first.wait()
+            order.append("first")
+
+    async def second() -> None:
+        async def on_wait() -> None:
+            waited.append("second")
+
+        async with locks.holding("a", on_wait=on_wait):
+            order.append("second")
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(first)
+        await first_in.wait()
+        tg.start_soon(second)
+        async with locks.holding("b"):  # another key is not blocked by "a"
+            order.append("other key")
+        with anyio.fail_after(10):
+            while not waited:  # noqa: ASYNC110 - the second task says so once it queues
+                await anyio.sleep(0.01)
+        release_first.set()
+    assert order == ["other key", "first", "second"] and waited == ["second"]
+    assert len(locks) == 0
+
+
+async def test_keyed_locks_are_released_and_forgotten_on_error_and_cancel() -> None:
+    from kimi_mcp.store.locks import KeyedLocks
+
+    locks = KeyedLocks()
+    with pytest.raises(RuntimeError):
+        async with locks.holding("a"):
+            raise RuntimeError("boom")
+    assert len(locks) == 0
+    with anyio.move_on_after(0.05):
+        async with locks.holding("a"):
+            await anyio.sleep_forever()
+    assert len(locks) == 0
+
+    holder_in, cancelled_waiter = anyio.Event(), anyio.CancelScope()
+
+    async def holder() -> None:
+        async with locks.holding("a"):
+            holder_in.set()
+            await anyio.sleep(0.2)
+
+    async def waiter() -> None:
+        with cancelled_waiter:
+            async with locks.holding("a"):
+                raise AssertionError("a cancelled waiter must never get the lock")
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(holder)
+        await holder_in.wait()
+        tg.start_soon(waiter)
+        await anyio.sleep(0.02)
+        cancelled_waiter.cancel()
+    assert len(locks) == 0
+    async with locks.holding("a"):  # and the key is usable again
+        pass

@@ -5,6 +5,7 @@ keeps conversations on top of it.
 """
 
 from kimi_mcp.store.conversations import (
+    Appended,
     Conversation,
     ConversationStore,
     ConversationSummary,
@@ -16,6 +17,7 @@ from kimi_mcp.store.db import DB_FILE_NAME, SCHEMA_VERSION
 __all__ = [
     "DB_FILE_NAME",
     "SCHEMA_VERSION",
+    "Appended",
     "Conversation",
     "ConversationStore",
     "ConversationSummary",

@@ -1,8 +1,12 @@
 """Conversations: ordered turns kept exactly as sent, so every replay is byte-identical.
 
-Kimi's prompt cache only hits when each turn replays the same prefix (kimi-wire.md §6): the same system text
-and the same earlier turns. So user content and usage are stored as pydantic JSON and the reply text verbatim
-(the full text, never the copy truncated for the host), and model, wire and system stay as first stored.
+Kimi's prompt cache only hits when each turn replays the same prefix (docs/kimi-api.md §6): the same system
+text and the same earlier turns. So user content and usage are stored as pydantic JSON and the reply text
+verbatim (the full text, never the copy truncated for the host), and model, wire and system stay as first stored.
+
+What is stored is exactly what Kimi saw. Inside one process, continuations of a conversation take turns
+(`turn_locks`); across processes, a conversation that grew between a call's load and its append gets that
+call's turn as a branch under a new id (`continue_conversation`).
 """
 
 from __future__ import annotations
@@ -13,12 +17,14 @@ import secrets
 import sqlite3
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 from pydantic import BaseModel, Field, TypeAdapter
 
 from kimi_mcp.errors import ConversationNotFound
 from kimi_mcp.kimi.models import ContentBlock, Message, TextBlock, Usage
 from kimi_mcp.store.db import DB_FILE_NAME, Database, transaction
+from kimi_mcp.store.locks import KeyedLocks
 
 log = logging.getLogger(__name__)
 
@@ -51,14 +57,25 @@ class Conversation(BaseModel):
     wire: str
     system: str | None
     turns: list[Turn]
+    # The `prompt_cache_key` its requests carry: its own id, except for a branch, which keeps the key of the
+    # conversation it branched from (see `continue_conversation`).
+    cache_key: str
 
     def messages(self) -> list[Message]:
-        """The history to replay, identical on every call so Kimi's prefix cache hits (kimi-wire.md §6)."""
+        """The history to replay, identical on every call so Kimi's prefix cache hits (docs/kimi-api.md §6)."""
         history: list[Message] = []
         for turn in self.turns:
             history.append(Message(role="user", content=list(turn.user)))
             history.append(Message(role="assistant", content=[TextBlock(text=turn.assistant_text)]))
         return history
+
+
+class Appended(NamedTuple):
+    """Where `continue_conversation` stored a turn."""
+
+    conversation_id: str
+    turn: int  # 1-based index of the turn in `conversation_id`
+    grew_from: str | None = None  # set when the turn went to a new branch because this conversation grew
 
 
 class ConversationSummary(BaseModel):
@@ -83,10 +100,13 @@ class ConversationStore:
         self.max_age_seconds = float(max_age_seconds)
         self._db = Database(Path(home) / DB_FILE_NAME)
         self._next_expiry = 0.0  # time.monotonic() after which append_turn expires old conversations
+        # Held by a server call from loading a conversation to appending its turn: in-process continuations of
+        # one conversation go one at a time, so each one's request carries the turn before it.
+        self.turn_locks = KeyedLocks()
 
     @staticmethod
     def new_id() -> str:
-        """A fresh, URL-safe id; it doubles as the `prompt_cache_key` (kimi-wire.md §6)."""
+        """A fresh, URL-safe id; it doubles as the `prompt_cache_key` (docs/kimi-api.md §6)."""
         return "kc_" + secrets.token_hex(8)
 
     async def load(self, conversation_id: str) -> Conversation:
@@ -112,6 +132,19 @@ class ConversationStore:
         index = await self._db.run(lambda conn: _append(conn, conversation_id, model, wire, system, turn))
         await self._expire_now_and_then()
         return index
+
+    async def continue_conversation(self, loaded: Conversation, turn: Turn) -> Appended:
+        """Store `turn` as the next turn after exactly the turns of `loaded` (the history Kimi was sent).
+
+        In one transaction: if the stored conversation still has `len(loaded.turns)` turns, `turn` is appended
+        to it. If another process appended meanwhile, appending here would store a history Kimi never saw, so
+        `loaded`'s turns plus `turn` become a new conversation (a branch, `grew_from` set) and the stored one is
+        left as it is. If it expired and was deleted meanwhile, it is written back under its id.
+        """
+        branch_id = self.new_id()
+        appended = await self._db.run(lambda conn: _continue(conn, loaded, turn, branch_id))
+        await self._expire_now_and_then()
+        return appended
 
     async def recent(self, limit: int = 50) -> list[ConversationSummary]:
         """Live conversations, most recently updated first."""
@@ -153,7 +186,8 @@ def _shortened(value: object) -> str:
 def _load(conn: sqlite3.Connection, conversation_id: str, cutoff: float) -> Conversation | None:
     with transaction(conn, "DEFERRED"):  # one snapshot: the row and its turns agree
         row = conn.execute(
-            "SELECT created_at, updated_at, model, wire, system FROM conversations WHERE id = ? AND updated_at >= ?",
+            "SELECT created_at, updated_at, model, wire, system, coalesce(cache_key, id) FROM conversations "
+            "LEFT JOIN cache_keys ON conversation_id = id WHERE id = ? AND updated_at >= ?",
             (conversation_id, cutoff),
         ).fetchone()
         if row is None:
@@ -163,7 +197,7 @@ def _load(conn: sqlite3.Connection, conversation_id: str, cutoff: float) -> Conv
             "WHERE conversation_id = ? ORDER BY idx",
             (conversation_id,),
         ).fetchall()
-    created_at, updated_at, model, wire, system = row
+    created_at, updated_at, model, wire, system, cache_key = row
     return Conversation(
         id=conversation_id,
         created_at=created_at,
@@ -172,6 +206,7 @@ def _load(conn: sqlite3.Connection, conversation_id: str, cutoff: float) -> Conv
         wire=wire,
         system=system,
         turns=[_turn_from_row(*turn) for turn in turns],
+        cache_key=cache_key,
     )
 
 
@@ -192,30 +227,66 @@ def _append(
     conn: sqlite3.Connection, conversation_id: str, model: str, wire: str, system: str | None, turn: Turn
 ) -> int:
     with transaction(conn, "IMMEDIATE"):
-        row = conn.execute("SELECT turn_count FROM conversations WHERE id = ?", (conversation_id,)).fetchone()
-        index = 1 if row is None else int(row[0]) + 1
-        if row is None:
-            conn.execute(
-                "INSERT INTO conversations VALUES (?, ?, ?, ?, ?, ?, ?, 0)",
-                (conversation_id, turn.created_at, turn.created_at, model, wire, system, _first_line(turn)),
-            )
-        conn.execute(
-            "INSERT INTO turns VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                conversation_id,
-                index,
-                turn.created_at,
-                _USER_CONTENT.dump_json(turn.user).decode(),
-                turn.assistant_text,
-                turn.thinking,
-                turn.stop_reason,
-                turn.usage.model_dump_json(),
-            ),
-        )
-        conn.execute(
-            "UPDATE conversations SET turn_count = ?, updated_at = max(updated_at, ?) WHERE id = ?",
-            (index, turn.created_at, conversation_id),
-        )
+        count = _turn_count(conn, conversation_id)
+        if count is None:
+            _insert_conversation(conn, conversation_id, model, wire, system, turn)
+        return _insert_turn(conn, conversation_id, (count or 0) + 1, turn)
+
+
+def _continue(conn: sqlite3.Connection, loaded: Conversation, turn: Turn, branch_id: str) -> Appended:
+    seen = len(loaded.turns)
+    with transaction(conn, "IMMEDIATE"):  # the count and the write below see the same database
+        count = _turn_count(conn, loaded.id)
+        if count == seen:
+            return Appended(loaded.id, _insert_turn(conn, loaded.id, seen + 1, turn))
+        target = loaded.id if count is None else branch_id
+        first = loaded.turns[0] if loaded.turns else turn
+        _insert_conversation(conn, target, loaded.model, loaded.wire, loaded.system, first)
+        if loaded.cache_key != target:
+            # The branch keeps the cache key this turn's request was sent with. Moonshot routes requests by this
+            # key (docs/kimi-api.md §6), so the branch's next turn goes where its prefix (the turns loaded plus
+            # this one) was just cached; a fresh key would send it elsewhere and pay the whole prefix again.
+            conn.execute("INSERT INTO cache_keys VALUES (?, ?)", (target, loaded.cache_key))
+        for index, earlier in enumerate(loaded.turns, start=1):
+            _insert_turn(conn, target, index, earlier)
+        number = _insert_turn(conn, target, seen + 1, turn)
+    return Appended(target, number, grew_from=None if target == loaded.id else loaded.id)
+
+
+def _turn_count(conn: sqlite3.Connection, conversation_id: str) -> int | None:
+    row = conn.execute("SELECT turn_count FROM conversations WHERE id = ?", (conversation_id,)).fetchone()
+    return None if row is None else int(row[0])
+
+
+def _insert_conversation(
+    conn: sqlite3.Connection, conversation_id: str, model: str, wire: str, system: str | None, first: Turn
+) -> None:
+    """A conversation row without turns; `_insert_turn` counts them. Columns named: schema 2 has more tables."""
+    conn.execute(
+        "INSERT INTO conversations (id, created_at, updated_at, model, wire, system, first_prompt_line, turn_count) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, 0)",
+        (conversation_id, first.created_at, first.created_at, model, wire, system, _first_line(first)),
+    )
+
+
+def _insert_turn(conn: sqlite3.Connection, conversation_id: str, index: int, turn: Turn) -> int:
+    conn.execute(
+        "INSERT INTO turns VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            conversation_id,
+            index,
+            turn.created_at,
+            _USER_CONTENT.dump_json(turn.user).decode(),
+            turn.assistant_text,
+            turn.thinking,
+            turn.stop_reason,
+            turn.usage.model_dump_json(),
+        ),
+    )
+    conn.execute(
+        "UPDATE conversations SET turn_count = ?, updated_at = max(updated_at, ?) WHERE id = ?",
+        (index, turn.created_at, conversation_id),
+    )
     return index
 
 
@@ -243,9 +314,11 @@ def _recent(conn: sqlite3.Connection, cutoff: float, limit: int) -> list[Convers
 
 def _expire(conn: sqlite3.Connection, cutoff: float) -> int:
     with transaction(conn, "IMMEDIATE"):
-        # Turns first, explicitly: the cascade needs foreign_keys on, which a hand-opened sqlite3 shell lacks.
-        conn.execute(
-            "DELETE FROM turns WHERE conversation_id IN (SELECT id FROM conversations WHERE updated_at < ?)",
-            (cutoff,),
-        )
+        # Turns and cache keys first, explicitly: the cascade needs foreign_keys on, which a hand-opened sqlite3
+        # shell lacks.
+        for table in ("turns", "cache_keys"):
+            conn.execute(
+                f"DELETE FROM {table} WHERE conversation_id IN (SELECT id FROM conversations WHERE updated_at < ?)",
+                (cutoff,),
+            )
         return conn.execute("DELETE FROM conversations WHERE updated_at < ?", (cutoff,)).rowcount

@@ -17,13 +17,15 @@ from typing import Literal, TypeVar
 
 import anyio.to_thread
 
-from kimi_mcp.errors import KimiMcpError
+from kimi_mcp.errors import KimiMcpError, StoreUnreadable
 from kimi_mcp.fs import ensure_private_dir
 
 DB_FILE_NAME = "kimi-mcp.sqlite3"
 # Far longer than any one transaction here (milliseconds), so a busy disk delays a write but never fails it.
 BUSY_TIMEOUT_SECONDS = 10.0
 T = TypeVar("T")
+# SQLite's answers for a file that is not a database at all, or one whose pages are damaged.
+_UNREADABLE = frozenset({"SQLITE_NOTADB", "SQLITE_CORRUPT"})
 
 # Step i moves the schema from version i to i + 1, in one transaction. Append new steps; never edit old ones.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -49,6 +51,16 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             stop_reason TEXT NOT NULL,
             usage_json TEXT NOT NULL,
             PRIMARY KEY (conversation_id, idx)
+        ) WITHOUT ROWID""",
+    ),
+    # 1 -> 2: the prompt cache key of a conversation stored as a branch of another (conversations.py,
+    # `continue_conversation`); a conversation without a row here uses its own id. A table of its own rather
+    # than a new column: a kimi-mcp of schema 1 still running beside this one inserts conversation rows by
+    # position (`VALUES` with 8 values), which a ninth column would break until that process restarts.
+    (
+        """CREATE TABLE cache_keys (
+            conversation_id TEXT PRIMARY KEY REFERENCES conversations (id) ON DELETE CASCADE,
+            cache_key TEXT NOT NULL
         ) WITHOUT ROWID""",
     ),
 )
@@ -79,9 +91,18 @@ class Database:
 
     def _locked(self, operation: Callable[[sqlite3.Connection], T]) -> T:
         with self._lock:
-            if self._conn is None:
-                self._conn = _open(self.path)
-            return operation(self._conn)
+            try:
+                if self._conn is None:
+                    self._conn = _open(self.path)
+                return operation(self._conn)
+            except sqlite3.DatabaseError as exc:
+                if exc.sqlite_errorname not in _UNREADABLE:
+                    raise
+                # Closed, so that once the user moves the file away the next call opens a fresh one.
+                if self._conn is not None:
+                    self._conn.close()
+                    self._conn = None
+                raise StoreUnreadable(str(self.path), str(exc)) from exc
 
     def _close(self) -> None:
         with self._lock:
