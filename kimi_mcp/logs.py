@@ -19,6 +19,7 @@ _SHAPES = re.compile(
     r"|((?:access_token|refresh_token|api_key|device_code)[\"']?\s*[:=]\s*[\"']?)[^\s\"',}&]+"
 )
 _MIN_SECRET_LENGTH = 8
+_CHATTY_LIBRARIES = ("httpx2", "httpx", "anthropic")
 _secrets: set[str] = set()
 _lock = threading.Lock()
 
@@ -61,7 +62,9 @@ def configure(debug: bool) -> None:
         root.removeHandler(existing)
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if debug else logging.INFO)
-    if not debug:
-        # httpx2 logs every request at INFO; useful only when debugging.
-        logging.getLogger("httpx2").setLevel(logging.WARNING)
-        logging.getLogger("httpx").setLevel(logging.WARNING)
+    # Below WARNING these libraries narrate what we report ourselves: httpx2 logs every request, and the anthropic
+    # SDK says "Retrying request to … in N seconds" before each retry, which a user reads as an error. Their
+    # detail is worth having only when debugging. NOTSET hands the decision back to the root level.
+    quiet = logging.NOTSET if debug else logging.WARNING
+    for name in _CHATTY_LIBRARIES:
+        logging.getLogger(name).setLevel(quiet)
