@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -11,6 +13,13 @@ import anyio
 from kimi_mcp import errors
 from kimi_mcp._version import __version__
 from kimi_mcp.settings import Settings
+
+# Said once on stderr when a person, not a host, starts the server: typing at it does nothing useful.
+TERMINAL_HINT = (
+    "kimi-mcp is an MCP server: it speaks MCP (JSON-RPC) on stdin/stdout and waits for an MCP host. "
+    'Register it in one, e.g. `claude mcp add kimi -- kimi-mcp serve`, or try `kimi-mcp chat "hello"`. '
+    "Ctrl-C exits."
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -32,13 +41,23 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def say(message: str) -> None:
+    """A message to the user on stderr, each line marked as ours (but never `kimi-mcp: kimi-mcp …`)."""
+    for line in message.splitlines() or [""]:
+        print(line if line.startswith("kimi-mcp") else f"kimi-mcp: {line}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     command = args.command or "serve"
+    if command == "chat" and not args.prompt.strip():
+        # The kimi_chat tool refuses an empty prompt too: Kimi would only be asked to guess.
+        say('the prompt is empty. Put the question in quotes, e.g. `kimi-mcp chat "What does this error mean?"`.')
+        raise SystemExit(2)
     try:
         settings = Settings.from_env()
     except errors.SettingsError as exc:
-        print(f"kimi-mcp: {exc.message}", file=sys.stderr)
+        say(exc.message)
         raise SystemExit(2) from None
 
     from kimi_mcp import logs
@@ -58,22 +77,50 @@ def main(argv: Sequence[str] | None = None) -> None:
         else:
             from kimi_mcp import commands as account_commands
 
-            anyio.run(getattr(account_commands, command), settings)
+            status = anyio.run(getattr(account_commands, command), settings)
+            if status:
+                raise SystemExit(status)
     except errors.KimiMcpError as exc:
-        print(f"kimi-mcp: {exc.message}", file=sys.stderr)
+        say(exc.message)
         raise SystemExit(1) from None
     except KeyboardInterrupt:
-        print("kimi-mcp: cancelled.", file=sys.stderr)
+        say("cancelled.")
         raise SystemExit(130) from None
 
 
 def _serve(settings: Settings, transport: str) -> None:
     if transport != "stdio":
-        print("kimi-mcp: --transport http is not available yet; use stdio (the default).", file=sys.stderr)
+        say("--transport http is not available yet; use stdio (the default).")
         raise SystemExit(2)
+    if _stdin_is_terminal():
+        _exit_on_first_interrupt()
+        say(TERMINAL_HINT)
     from kimi_mcp.server.app import build_server
 
     build_server(settings).run("stdio")
+
+
+def _stdin_is_terminal() -> bool:
+    try:
+        return sys.stdin is not None and sys.stdin.isatty()
+    except (AttributeError, ValueError, OSError):  # closed or replaced stdin: not a person at a terminal
+        return False
+
+
+def _exit_on_first_interrupt() -> None:
+    """Ctrl-C ends a server started at a terminal at once, with status 130 and no traceback.
+
+    The default path cannot: the MCP SDK reads stdin in a worker thread that no cancellation reaches, so the
+    server would hang until the next line was typed. At a terminal no host is attached, so there is no call to
+    finish, and the store (SQLite) and the atomic credential writes are safe to stop at any point anyway.
+    """
+
+    def stop(_signum: int, _frame: object) -> None:
+        say("stopped.")
+        sys.stderr.flush()
+        os._exit(130)
+
+    signal.signal(signal.SIGINT, stop)
 
 
 async def _chat(settings: Settings, prompt: str, system: str | None) -> None:

@@ -39,7 +39,9 @@ def quota_bar(label: str, window: QuotaWindow) -> str:
     return f"{label:<8} [{bar}] {share:>4.0%} ({window.used:g} of {window.limit:g}{reset})"
 
 
-async def status(settings: Settings, out: TextIO = sys.stdout) -> None:
+async def status(settings: Settings, out: TextIO = sys.stdout) -> int:
+    """Print the login state and the quota. The exit status is 0 only when a credential is set up and Kimi
+    answered with it, so scripts and health checks can rely on it; otherwise the printed lines say why."""
     from kimi_mcp.kimi.client import KimiClient
 
     async with KimiClient(settings) as kimi:
@@ -47,7 +49,7 @@ async def status(settings: Settings, out: TextIO = sys.stdout) -> None:
         print(f"Kimi API:  {settings.base_url} ({settings.protocol} wire, model {settings.model})", file=out)
         if not auth.logged_in:
             print(f"Login:     not logged in. {auth.problem or errors.LoginRequired().message}", file=out)
-            return
+            return 1
         login = {"api_key": "API key (KIMI_API_KEY)", "oauth": "Kimi account (device login)"}[auth.method]
         expiry = f", access token valid until {auth.expires_at}" if auth.expires_at else ""
         print(f"Login:     {login}{expiry}", file=out)
@@ -55,7 +57,8 @@ async def status(settings: Settings, out: TextIO = sys.stdout) -> None:
             quota = await kimi.quota()
         except errors.KimiMcpError as exc:
             print(f"Quota:     unavailable: {exc.message}", file=out)
-            return
+            return 1
         for label, window in (("5-hour", quota.five_hour), ("weekly", quota.weekly)):
             if window is not None:
                 print(quota_bar(label, window), file=out)
+    return 0

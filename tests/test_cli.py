@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from kimi_mcp._version import __version__
 from kimi_mcp.auth.oauth import TokenResponse
 from kimi_mcp.auth.store import CredentialStore, StoredLogin
-from kimi_mcp.testing.fake_kimi import FakeKimi, Reply
+from kimi_mcp.testing.fake_kimi import FakeKimi, Fault, Reply
 
 SCRIPT = Path(sys.executable).parent / "kimi-mcp"
 
@@ -35,6 +38,66 @@ def test_a_bad_setting_is_one_line_naming_the_variable() -> None:
     assert done.stderr.strip().count("\n") == 0 and "KIMI_MCP_TIMEOUT" in done.stderr
 
 
+def test_two_bad_settings_are_both_reported_in_one_run() -> None:
+    done = run("chat", "hi", env={"KIMI_MCP_MAX_CONCURRENCY": "5000", "KIMI_MCP_THINKING": "medium"})
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        "kimi-mcp: KIMI_MCP_MAX_CONCURRENCY: must be a whole number between 1 and 1,000 (got '5000')",
+        "kimi-mcp: KIMI_MCP_THINKING: must be one of off, low, high, max (got 'medium')",
+    ]
+
+
+@pytest.mark.parametrize("home", ["", "  "])
+def test_an_empty_home_is_a_settings_error(home: str, tmp_path: Path) -> None:
+    done = subprocess.run(
+        [str(SCRIPT), "status"],
+        env={"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), "KIMI_MCP_HOME": home},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr == "kimi-mcp: KIMI_MCP_HOME: is empty; set it to a folder, or unset it to use ~/.kimi-mcp\n"
+    assert list(tmp_path.iterdir()) == []  # nothing written to the current folder
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX modes")
+def test_a_shared_home_keeps_its_mode_and_is_refused(kimi_env: dict[str, str], tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    # A login someone else planted: it must not be read, let alone used.
+    (shared / "credentials.json").write_text('{"access_token": "planted"}')
+    env = {k: v for k, v in kimi_env.items() if k != "KIMI_API_KEY"} | {"KIMI_MCP_HOME": str(shared)}
+    done = run("status", env=env)
+    assert done.returncode == 1
+    assert done.stderr == (
+        f"kimi-mcp cannot use its folder {shared} (other users can write to it, mode 1777, so they could replace "
+        "your stored Kimi login; its mode was left unchanged). Set KIMI_MCP_HOME to a private folder (one only you "
+        "can write to), or unset it to use ~/.kimi-mcp.\n"
+    )
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o1777
+    assert sorted(p.name for p in shared.iterdir()) == ["credentials.json"]
+
+
+def test_a_home_kimi_mcp_creates_is_private(kimi_env: dict[str, str], tmp_path: Path) -> None:
+    home = tmp_path / "new" / "home"
+    assert run("status", env={**kimi_env, "KIMI_MCP_HOME": str(home)}).returncode == 0
+    if os.name != "nt":
+        assert stat.S_IMODE(home.stat().st_mode) == 0o700
+        assert stat.S_IMODE(home.parent.stat().st_mode) == 0o700
+
+
+@pytest.mark.parametrize("prompt", ["", "   ", "\n\t"])
+def test_an_empty_chat_prompt_is_refused(prompt: str, kimi_env: dict[str, str], fake_kimi: FakeKimi) -> None:
+    done = run("chat", prompt, env=kimi_env)
+    assert done.returncode == 2
+    assert done.stderr.startswith("kimi-mcp: the prompt is empty.") and done.stdout == ""
+    assert fake_kimi.messages_requests() == []
+
+
 def test_chat_prints_the_streamed_reply(kimi_env: dict[str, str], fake_kimi: FakeKimi) -> None:
     fake_kimi.script(Reply(text="streamed answer", text_deltas=["stre", "amed ", "answer"]))
     done = run("chat", "What now?", env=kimi_env)
@@ -44,12 +107,23 @@ def test_chat_prints_the_streamed_reply(kimi_env: dict[str, str], fake_kimi: Fak
 
 
 def test_chat_reports_an_upstream_error_in_one_line(kimi_env: dict[str, str], fake_kimi: FakeKimi) -> None:
-    from kimi_mcp.testing.fake_kimi import Fault
-
     fake_kimi.script(Fault(status=402, error_type="membership_expired"))
     done = run("chat", "hi", env=kimi_env)
     assert done.returncode == 1
     assert "membership" in done.stderr and "Traceback" not in done.stderr
+    assert "kimi-mcp: kimi-mcp" not in done.stderr
+
+
+def test_the_sdk_retry_line_is_not_in_the_default_log(kimi_env: dict[str, str], fake_kimi: FakeKimi) -> None:
+    fake_kimi.script(Fault(status=500), Reply(text="ok"))
+    done = run("chat", "hi", env=kimi_env)
+    assert done.returncode == 0 and done.stdout == "ok\n", done.stderr
+    assert len(fake_kimi.messages_requests()) == 2  # the SDK did retry
+    assert "Retrying request" not in done.stderr
+
+    fake_kimi.script(Fault(status=500), Reply(text="ok"))
+    debug = run("chat", "hi", env={**kimi_env, "KIMI_CODE_DEBUG": "1"})
+    assert "Retrying request to /v1/messages" in debug.stderr  # the line exists; only the default hides it
 
 
 def test_status_shows_quota_bars_with_an_api_key(kimi_env: dict[str, str]) -> None:
@@ -66,6 +140,7 @@ def test_status_and_logout_with_an_account_login(kimi_env: dict[str, str], fake_
     home = Path(env["KIMI_MCP_HOME"])
     not_logged_in = run("status", env=env)
     assert "not logged in" in not_logged_in.stdout
+    assert not_logged_in.returncode == 1  # no usable credential: scripts can tell
 
     answer = TokenResponse.model_validate(fake_kimi.oauth.issue_tokens(expires_in=900))
     store = CredentialStore(home)
@@ -73,8 +148,17 @@ def test_status_and_logout_with_an_account_login(kimi_env: dict[str, str], fake_
         store.write_sync(StoredLogin.from_token_response(answer, "device_flow"))
     status = run("status", env=env)
     assert "Kimi account" in status.stdout and "5-hour" in status.stdout
+    assert status.returncode == 0, status.stderr
     assert answer.access_token.get_secret_value() not in status.stdout + status.stderr
 
     logout = run("logout", env=env)
     assert "deleted" in logout.stdout and not store.path.exists()
     assert "No stored Kimi login" in run("logout", env=env).stdout
+
+
+def test_status_exits_1_when_kimi_refuses_the_key(kimi_env: dict[str, str]) -> None:
+    done = run("status", env={**kimi_env, "KIMI_API_KEY": "sk-kimi-not-the-right-key"})
+    assert done.returncode == 1
+    assert (
+        "API key (KIMI_API_KEY)" in done.stdout and "Quota:     unavailable: Kimi rejected the API key" in done.stdout
+    )
