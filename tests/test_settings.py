@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from kimi_mcp.errors import SettingsError
-from kimi_mcp.settings import DEFAULT_BASE_URL, Settings
+from kimi_mcp.settings import DEFAULT_BASE_URL, Settings, env_name_of
 
 
 def test_defaults_need_no_environment() -> None:
@@ -142,3 +142,14 @@ def test_a_malformed_entry_among_good_ones_is_refused(raw: str) -> None:
     with pytest.raises(SettingsError) as err:
         Settings.from_env({"KIMI_CODE_CUSTOM_HEADERS": raw})
     assert str(err.value).startswith("KIMI_CODE_CUSTOM_HEADERS: expected 'Name: Value' entries")
+
+
+def test_the_readme_table_lists_every_setting_with_its_default() -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    rows = {line.split("|")[1].strip(): line for line in readme.splitlines() if line.startswith("| `")}
+    for name, field in Settings.model_fields.items():
+        variable = env_name_of(name)
+        row = next((row for key, row in rows.items() if key.startswith(f"`{variable}`")), None)
+        assert row is not None, f"{variable} is missing from the README settings table"
+        if isinstance(field.default, int | float) and not isinstance(field.default, bool):
+            assert f"`{field.default:g}`" in row, f"README gives another default for {variable}"
