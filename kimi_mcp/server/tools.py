@@ -16,14 +16,13 @@ from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import Field
 
 from kimi_mcp import errors
-from kimi_mcp.kimi.models import ChatRequest, Message, TextBlock
+from kimi_mcp.server import turns
 from kimi_mcp.server.chat_result import CLAUDE_CODE_SIZE_HINT_KEY, chat_result, size_hint
 from kimi_mcp.server.login_prompt import finished_login_meanwhile, login_required_result
 from kimi_mcp.server.progress import ProgressReporter
 from kimi_mcp.server.state import AppState
 from kimi_mcp.server.status import login_status
-from kimi_mcp.settings import Settings
-from kimi_mcp.store import Turn
+from kimi_mcp.settings import Settings, ThinkingLevel
 
 logger = logging.getLogger(__name__)
 
@@ -118,50 +117,24 @@ async def _chat(
     prompt: str,
     system: str | None,
     conversation_id: str | None,
-    thinking: Literal["off", "low", "high", "max"],
+    thinking: ThinkingLevel,
     include_thinking: bool,
     max_output_tokens: int | None,
     max_output_chars: int,
 ) -> CallToolResult:
-    history: list[Message] = []
-    model, wire = state.settings.model, state.settings.protocol
-    if conversation_id:
-        conversation = await state.store.load(conversation_id)
-        history, system, model = conversation.messages(), conversation.system, conversation.model
-    else:
-        conversation_id = state.store.new_id()
-    user_content = [TextBlock(text=prompt)]
-    request = ChatRequest(
-        model=model,
-        system=system,
-        messages=[*history, Message(role="user", content=user_content)],
-        thinking=thinking,
-        max_output_tokens=max_output_tokens,
-        cache_key=conversation_id if state.settings.cache_enabled else None,
-    )
+    ask = turns.Ask(prompt=prompt, thinking=thinking, max_output_tokens=max_output_tokens)
+    # One reporter for the whole call: its heartbeat also covers a wait for the conversation's previous turn.
     reporter = ProgressReporter(ctx)
-    result = await reporter.run(lambda: state.kimi.chat(request, on_progress=reporter.update))
-
-    turn = Turn(
-        user=user_content,
-        assistant_text=result.text,
-        thinking=result.thinking,
-        stop_reason=result.stop_reason,
-        usage=result.usage,
-    )
-    note = result.note
-    try:
-        turn_number = await state.store.append_turn(conversation_id, model=model, wire=wire, system=system, turn=turn)
-    except Exception as exc:  # Kimi already answered (and the quota is spent): return the reply regardless
-        logger.exception("could not store the turn of conversation %s", conversation_id)
-        turn_number = len(history) // 2 + 1
-        unsaved = errors.TurnNotSaved(type(exc).__name__).message
-        note = f"{note} {unsaved}" if note else unsaved
+    if conversation_id:
+        outcome = await reporter.run(lambda: turns.proceed(state, reporter, ask, conversation_id))
+    else:
+        outcome = await reporter.run(lambda: turns.start(state, reporter, ask, system))
+    notes = [note for note in (outcome.result.note, outcome.note) if note]
     return chat_result(
-        result,
-        conversation_id=conversation_id,
-        turn=turn_number,
-        note=note,
+        outcome.result,
+        conversation_id=outcome.conversation_id,
+        turn=outcome.turn,
+        note=" ".join(notes) or None,
         max_output_chars=max_output_chars,
         include_thinking=include_thinking,
     )

@@ -1,0 +1,140 @@
+"""One `kimi_chat` turn: load the conversation, ask Kimi, and store exactly what Kimi saw.
+
+Continuations of one conversation take turns inside a server: a call holds the conversation's lock (the
+store's `turn_locks`) from loading the history to appending its turn, so each request carries the turn before
+it, and a call that has to wait says so in its progress. Across processes nothing can hold them back: a
+conversation that grew between a call's load and its append gets that call's turn as a branch under a new id
+(`ConversationStore.continue_conversation`), and the note says which id to continue from.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from kimi_mcp import errors
+from kimi_mcp.kimi.models import ChatRequest, ChatResult, Message, TextBlock
+from kimi_mcp.server.progress import ProgressReporter
+from kimi_mcp.server.state import AppState
+from kimi_mcp.server.surrogates import has_lone_surrogates, replace_lone_surrogates
+from kimi_mcp.settings import ThinkingLevel
+from kimi_mcp.store import Conversation, Turn
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Ask:
+    """What this call asks, whatever conversation it lands in."""
+
+    prompt: str
+    thinking: ThinkingLevel
+    max_output_tokens: int | None
+
+
+class Outcome(NamedTuple):
+    result: ChatResult
+    conversation_id: str
+    turn: int
+    note: str | None  # ours (a branch, a turn not saved); Kimi's own stays in result.note
+
+
+def grew_note(conversation_id: str, branch_id: str) -> str:
+    return (
+        f"conversation {conversation_id} grew meanwhile (another process); this turn was stored as {branch_id} "
+        "— continue from that id"
+    )
+
+
+async def start(state: AppState, reporter: ProgressReporter, ask: Ask, system: str | None) -> Outcome:
+    """The first turn of a new conversation."""
+    conversation_id = state.store.new_id()
+    model, wire = state.settings.model, state.settings.protocol
+    result = await _ask_kimi(state, reporter, ask, model=model, system=system, history=[], cache_key=conversation_id)
+    turn = _turn(ask, result)
+    try:
+        number = await state.store.append_turn(conversation_id, model=model, wire=wire, system=system, turn=turn)
+    except Exception as exc:  # Kimi already answered (and the quota is spent): return the reply regardless
+        return Outcome(result, conversation_id, 1, _not_saved(conversation_id, exc))
+    return Outcome(result, conversation_id, number, None)
+
+
+async def proceed(state: AppState, reporter: ProgressReporter, ask: Ask, conversation_id: str) -> Outcome:
+    """The next turn of `conversation_id`, after the turn before it (in this server) has been stored."""
+    store = state.store
+
+    async def queued() -> None:
+        await reporter.waiting_for(f"the previous turn of conversation {conversation_id}")
+
+    async with store.turn_locks.holding(conversation_id, on_wait=queued):
+        await reporter.waiting_for(None)
+        conversation = await store.load(conversation_id)
+        result = await _ask_kimi(
+            state,
+            reporter,
+            ask,
+            model=conversation.model,
+            system=conversation.system,
+            history=conversation.messages(),
+            cache_key=conversation.cache_key,
+        )
+        return await _store_next(state, conversation, _turn(ask, result), result)
+
+
+async def _store_next(state: AppState, conversation: Conversation, turn: Turn, result: ChatResult) -> Outcome:
+    try:
+        appended = await state.store.continue_conversation(conversation, turn)
+    except Exception as exc:
+        return Outcome(result, conversation.id, len(conversation.turns) + 1, _not_saved(conversation.id, exc))
+    note = None
+    if appended.grew_from is not None:
+        logger.info("conversation %s grew meanwhile; turn stored as %s", conversation.id, appended.conversation_id)
+        note = grew_note(conversation.id, appended.conversation_id)
+    return Outcome(result, appended.conversation_id, appended.turn, note)
+
+
+async def _ask_kimi(
+    state: AppState,
+    reporter: ProgressReporter,
+    ask: Ask,
+    *,
+    model: str,
+    system: str | None,
+    history: list[Message],
+    cache_key: str,
+) -> ChatResult:
+    request = ChatRequest(
+        model=model,
+        system=system,
+        messages=[*history, Message(role="user", content=[TextBlock(text=ask.prompt)])],
+        thinking=ask.thinking,
+        max_output_tokens=ask.max_output_tokens,
+        cache_key=cache_key if state.settings.cache_enabled else None,
+    )
+    return _encodable(await state.kimi.chat(request, on_progress=reporter.update))
+
+
+def _encodable(result: ChatResult) -> ChatResult:
+    """Kimi's text with lone surrogates replaced (server/surrogates.py): a reply neither SQLite nor the stdio
+    transport could write would cost the turn, or the whole server."""
+    texts = {"text": result.text, "thinking": result.thinking}
+    broken = {name: replace_lone_surrogates(text) for name, text in texts.items() if text and has_lone_surrogates(text)}
+    return result.model_copy(update=broken) if broken else result
+
+
+def _turn(ask: Ask, result: ChatResult) -> Turn:
+    return Turn(
+        user=[TextBlock(text=ask.prompt)],
+        assistant_text=result.text,
+        thinking=result.thinking,
+        stop_reason=result.stop_reason,
+        usage=result.usage,
+    )
+
+
+def _not_saved(conversation_id: str, exc: Exception) -> str:
+    logger.error("could not store the turn of conversation %s", conversation_id, exc_info=exc)
+    if isinstance(exc, errors.KimiMcpError):  # e.g. an unreadable store: its message names the file
+        return f"This turn was not saved. {exc.message}"
+    return errors.TurnNotSaved(type(exc).__name__).message
