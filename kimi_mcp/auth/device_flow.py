@@ -25,6 +25,7 @@ from kimi_mcp.auth.oauth import (
     TOKEN_PATH,
     MalformedAnswer,
     TokenResponse,
+    carries_access_token,
     error_code,
     parse_token_response,
     post_form,
@@ -147,7 +148,7 @@ async def _poll_once(
         response = await post_form(http, settings, TOKEN_PATH, form)
     except httpx2.TransportError as exc:
         return None, _transient(failures, timing, _unreachable(settings, exc)), interval
-    if _carries_access_token(response):
+    if carries_access_token(response):
         try:
             return parse_token_response(response), 0, interval
         except MalformedAnswer as exc:
@@ -171,15 +172,6 @@ async def _poll_once(
         f"Kimi's login service ended the login ({response.status_code}{': ' + code if code else ''}). "
         "Start the login again."
     )
-
-
-def _carries_access_token(response: httpx2.Response) -> bool:
-    """True when the answer is a JSON object with an `access_token` key (the one sign of an approved login)."""
-    try:
-        body = response.json()
-    except ValueError:
-        return False
-    return isinstance(body, dict) and "access_token" in body
 
 
 def _expired() -> LoginFailed:

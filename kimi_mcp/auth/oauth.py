@@ -59,6 +59,18 @@ def error_code(response: httpx2.Response) -> str | None:
     return code if isinstance(code, str) and _ERROR_CODE.match(code) else None
 
 
+def carries_access_token(response: httpx2.Response) -> bool:
+    """True when the answer is a JSON object with an `access_token` key: the one sign of tokens (kimi-wire.md §3).
+
+    Moonshot's client reads `error` from any answer without one, whatever the HTTP status; so do we.
+    """
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    return isinstance(body, dict) and "access_token" in body
+
+
 def parse_token_response(response: httpx2.Response) -> TokenResponse:
     try:
         return TokenResponse.model_validate_json(response.content)

@@ -36,7 +36,8 @@ _USER_CODE_ALPHABET = "BCDFGHJKLMNPQRSTVWXZ"  # no vowels, no look-alikes
 
 Decision = Literal["pending", "approved", "denied", "expired"]
 LostAnswer = Literal["hang", "rotate_then_drop", "rotate_then_hang"]
-RefreshFault = int | Literal["invalid_grant"] | LostAnswer
+# An HTTP status (with `server_error`), `(status, OAuth error code)`, `invalid_grant` (400) or a lost answer.
+RefreshFault = int | tuple[int, str] | Literal["invalid_grant"] | LostAnswer
 
 
 @dataclass
@@ -208,6 +209,8 @@ class FakeOAuth:
                 return _NeverAnswer()  # lost before the service acted: nothing rotated
             if fault == "invalid_grant":
                 return _oauth_error("invalid_grant")
+            if isinstance(fault, tuple):
+                return _oauth_error(fault[1], status=fault[0])
             if isinstance(fault, int):
                 headers = {"Retry-After": "0"} if fault == 429 else None
                 return JSONResponse({"error": "server_error"}, status_code=fault, headers=headers)

@@ -112,7 +112,7 @@ async def test_concurrent_calls_in_one_process_refresh_once(
     assert _refreshes(fake) == 1
 
 
-@pytest.mark.parametrize("refusal", ["invalid_grant", 401, 403])
+@pytest.mark.parametrize("refusal", ["invalid_grant", 401, 403, (200, "invalid_grant"), (401, "invalid_client")])
 async def test_a_refused_refresh_means_login_required_with_no_retry_and_no_loop(
     fake: FakeKimi,
     tokens: TokenSource,
@@ -120,7 +120,7 @@ async def test_a_refused_refresh_means_login_required_with_no_retry_and_no_loop(
     http: httpx2.AsyncClient,
     home: Path,
     seed_login: SeedLogin,
-    refusal: int | str,
+    refusal: int | str | tuple[int, str],
 ) -> None:
     seed_login(expires_in=0)
     fake.oauth.refresh_faults.append(refusal)
@@ -178,8 +178,110 @@ async def test_unreachable_login_service_is_retried_then_reported(home: Path, se
     settings = Settings(home=home, oauth_host="http://127.0.0.1:9")
     async with httpx2.AsyncClient() as http:
         tokens = TokenSource(settings, http, retry_delays=(0.01, 0.01))
-        with pytest.raises(ServiceUnavailable, match="ConnectError"):
+        with pytest.raises(ServiceUnavailable, match=r"token refresh: connection refused by 127\.0\.0\.1:9"):
             await tokens.token()
+
+
+@pytest.mark.parametrize("answer", [(400, "invalid_request"), (400, "unsupported_grant_type"), (404, "not_found"), 422])
+async def test_another_4xx_is_a_failed_refresh_and_the_login_stays_usable(
+    fake: FakeKimi, tokens: TokenSource, settings: Settings, home: Path, seed_login: SeedLogin, answer: object
+) -> None:
+    old = seed_login(expires_in=0)
+    fake.oauth.refresh_faults.append(answer)  # type: ignore[arg-type]
+    with pytest.raises(ServiceUnavailable, match=r"token refresh: HTTP 4\d\d"):
+        await tokens.token()
+    assert _refreshes(fake) == 1  # not retried: the same request would get the same answer
+    assert CredentialStore(home).read_sync() == old  # nothing marked refused
+    assert (await tokens.state()).logged_in
+    # The next call (this process or another) refreshes with the same, still valid, refresh token.
+    assert fake.oauth.is_valid_access_token(await tokens.token())
+    assert _refreshes(fake) == 2
+    assert fake.count(REFRESH_PATH, refresh_token=old.refresh_token.get_secret_value()) == 2
+
+
+async def test_a_failed_early_refresh_keeps_using_the_current_token(
+    fake: FakeKimi, tokens: TokenSource, home: Path, seed_login: SeedLogin
+) -> None:
+    old = seed_login(stored_ttl=400)  # due for an early refresh, still valid for 400 s
+    fake.oauth.refresh_faults.extend([(400, "invalid_request")])
+    assert await tokens.token() == old.access_token.get_secret_value()
+    assert CredentialStore(home).read_sync() == old
+    fake.oauth.refresh_faults.extend([503] * 10)
+    assert await tokens.token() == old.access_token.get_secret_value()
+    assert _refreshes(fake) == 5  # 1 + the 503 with its 3 retries
+    # A 401-rejected token is never handed back, though: recover() needs a new one.
+    with pytest.raises(ServiceUnavailable):
+        await tokens.recover(old.access_token.get_secret_value())
+
+
+@pytest.mark.parametrize("lost", ["rotate_then_drop", "rotate_then_hang"])
+async def test_a_refresh_whose_answer_was_lost_after_rotation_asks_to_log_in_again_without_a_loop(
+    fake: FakeKimi,
+    tokens: TokenSource,
+    settings: Settings,
+    http: httpx2.AsyncClient,
+    home: Path,
+    seed_login: SeedLogin,
+    lost: str,
+) -> None:
+    seed_login(expires_in=0)
+    tokens.attempt_seconds = 0.5  # a never-answered attempt gives up this fast (30 s for real)
+    fake.oauth.refresh_faults.append(lost)  # type: ignore[arg-type]
+    with anyio.fail_after(30), pytest.raises(LoginRequired, match="log in again") as caught:
+        await tokens.token()
+    assert "kimi-mcp login" in str(caught.value)
+    assert _refreshes(fake) == 2  # the lost one and its retry, which got invalid_grant
+    with pytest.raises(LoginRequired):
+        await tokens.token()
+    with pytest.raises(LoginRequired):
+        await _other_process(settings, http).token()
+    assert _refreshes(fake) == 2
+    stored = CredentialStore(home).read_sync()
+    assert stored is not None and stored.refresh_rejected
+
+
+async def test_a_hanging_refresh_is_cut_at_the_callers_deadline_and_the_login_stays_usable(
+    fake: FakeKimi, tokens: TokenSource, home: Path, seed_login: SeedLogin
+) -> None:
+    old = seed_login(expires_in=0)
+    fake.oauth.refresh_faults.extend(["hang"] * 5)  # the request never reaches the service: nothing rotates
+    started = time.monotonic()
+    with pytest.raises(TimeoutError), anyio.fail_after(1):
+        await tokens.token()
+    elapsed = time.monotonic() - started
+    assert elapsed < 1.5, f"the shielded refresh held the call {elapsed:.2f} s past a 1 s limit"
+    assert _refreshes(fake) == 1
+    assert CredentialStore(home).read_sync() == old  # untouched, not marked refused
+    fake.oauth.refresh_faults.clear()
+    assert fake.oauth.is_valid_access_token(await tokens.token())
+    assert _refreshes(fake) == 2
+
+
+async def test_after_a_rotation_lost_to_the_deadline_the_next_call_asks_to_log_in_again(
+    fake: FakeKimi, tokens: TokenSource, seed_login: SeedLogin
+) -> None:
+    seed_login(expires_in=0)
+    fake.oauth.refresh_faults.append("rotate_then_hang")
+    with pytest.raises(TimeoutError), anyio.fail_after(1):
+        await tokens.token()
+    with pytest.raises(LoginRequired, match="log in again"):
+        await tokens.token()
+    assert _refreshes(fake) == 2
+
+
+async def test_refresh_retries_stop_when_the_callers_time_would_run_out(
+    fake: FakeKimi, settings: Settings, http: httpx2.AsyncClient, seed_login: SeedLogin
+) -> None:
+    seed_login(expires_in=0)
+    tokens = TokenSource(settings, http, retry_delays=(0.5, 1.5, 60.0))
+    fake.oauth.refresh_faults.extend([503] * 10)
+    started = time.monotonic()
+    with anyio.fail_after(20):
+        # The last failure, reported before the deadline, instead of a 60 s backoff cut by it.
+        with pytest.raises(ServiceUnavailable, match="HTTP 503"):
+            await tokens.token()
+    assert time.monotonic() - started < 20
+    assert _refreshes(fake) == 3
 
 
 async def test_recover_uses_a_token_another_process_stored_without_a_network_call(
