@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
@@ -87,3 +89,46 @@ async def test_persistent_401_with_thinking_on_still_recovers_only_once(fake_kim
         fake_kimi.oauth.is_valid_access_token = original  # type: ignore[method-assign]
     assert refreshes(fake_kimi) == 1
     assert fake_kimi.count("/coding/v1/models") + len(fake_kimi.messages_requests()) == 2
+
+
+@pytest.mark.parametrize("thinking", ["off", "high"])  # "high" looks up /v1/models first, with the same token
+async def test_a_hanging_refresh_ends_the_call_at_kimi_mcp_timeout_and_the_login_stays_usable(
+    fake_kimi: FakeKimi, tmp_path: Path, thinking: Literal["off", "high"]
+) -> None:
+    from kimi_mcp.kimi.models import ChatRequest, Message, TextBlock
+
+    answer = TokenResponse.model_validate(fake_kimi.oauth.issue_tokens(expires_in=0))  # expired: must refresh
+    store = CredentialStore(tmp_path)
+    with store.locked_sync():
+        store.write_sync(StoredLogin.from_token_response(answer, "device_flow"))
+    settings = Settings.from_env(
+        {
+            "KIMI_MCP_HOME": str(tmp_path),
+            "KIMI_CODE_BASE_URL": fake_kimi.base_url,
+            "KIMI_CODE_OAUTH_HOST": fake_kimi.oauth_host,
+            "KIMI_MCP_TIMEOUT": "3",
+        }
+    )
+    fake_kimi.oauth.refresh_faults.extend(["hang"] * 10)  # the token endpoint never answers
+    request = ChatRequest(
+        model="kimi-for-coding", messages=[Message(role="user", content=[TextBlock(text="q")])], thinking=thinking
+    )
+    async with KimiClient(settings) as kimi:
+        started = time.monotonic()
+        with pytest.raises(errors.ServiceUnavailable, match="KIMI_MCP_TIMEOUT") as caught:
+            await kimi.chat(request)
+        elapsed = time.monotonic() - started
+        assert elapsed <= 3.5, f"a 3 s KIMI_MCP_TIMEOUT call took {elapsed:.2f} s"
+        assert "3 s" in str(caught.value)
+        assert refreshes(fake_kimi) == 1 and fake_kimi.messages_requests() == []
+
+        stored = store.read_sync()
+        assert stored is not None and not stored.refresh_rejected
+        assert stored.refresh_token == answer.refresh_token  # left as it was
+
+        fake_kimi.oauth.refresh_faults.clear()  # the login service answers again
+        result = await kimi.chat(request)
+    assert result.text == "Fake Kimi reply to: q"
+    assert refreshes(fake_kimi) == 2  # the hung one, then exactly one refresh
+    stored = store.read_sync()
+    assert stored is not None and stored.obtained_by == "refresh"
