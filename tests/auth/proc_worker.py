@@ -1,9 +1,14 @@
 """Worker processes for the cross-process auth tests (run as a script; settings come from the environment).
 
-proc_worker.py token RUN_DIR INDEX   wait for RUN_DIR/go, then TokenSource.token() and GET /v1/models
-proc_worker.py chat RUN_DIR INDEX    wait for RUN_DIR/go, then one KimiClient.chat call
+proc_worker.py token RUN_DIR INDEX   touch RUN_DIR/ready-INDEX, wait for a line on stdin, then TokenSource.token()
+                                     and GET /v1/models
+proc_worker.py chat RUN_DIR INDEX    the same, then one KimiClient.chat call
 proc_worker.py writer SAVES          save SAVES logins in a row under the lock (to be killed with SIGKILL)
 proc_worker.py login                 `kimi-mcp login` with fast polling (to be interrupted with SIGINT)
+
+The racing workers do every import and set-up before they say they are ready (8 concurrent `anthropic` imports
+take seconds on a loaded 2-core machine), then block on stdin, so the parent starts them together by writing
+one line to each: the race is between refreshes, not between imports.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import time
 from pathlib import Path
 
 import anyio
+import anyio.to_thread
 
 from kimi_mcp.auth.device_flow import PollTiming
 from kimi_mcp.auth.oauth import TokenResponse
@@ -24,26 +30,35 @@ from kimi_mcp.http import build_http_client
 from kimi_mcp.settings import Settings
 
 
+async def ready_then_wait_for_go(run_dir: Path, index: str) -> None:
+    """Say this worker is set up, then wait (without polling) for the parent's start line."""
+    (run_dir / f"ready-{index}").touch()
+    line = await anyio.to_thread.run_sync(sys.stdin.readline)
+    if line.strip() != "go":
+        raise SystemExit(f"worker {index}: no start signal")
+
+
 async def token_then_models(run_dir: Path, index: str) -> dict[str, object]:
     settings = Settings.from_env()
-    async with build_http_client(settings, timeout=20) as http:
+    async with build_http_client(settings, timeout=120) as http:
         tokens = TokenSource(settings, http, retry_delays=(0.05, 0.1))
-        (run_dir / f"ready-{index}").touch()
-        while not (run_dir / "go").exists():  # noqa: ASYNC110 - another process creates it: start together
-            await anyio.sleep(0.002)
+        await ready_then_wait_for_go(run_dir, index)
         token = await tokens.token()
         response = await http.get(f"{settings.base_url}/v1/models", headers={"Authorization": f"Bearer {token}"})
         return {"status": response.status_code}
 
 
 async def chat(run_dir: Path, index: str) -> dict[str, object]:
+    from kimi_mcp.kimi import anthropic_wire
     from kimi_mcp.kimi.client import KimiClient
 
     settings = Settings.from_env()
     async with KimiClient(settings) as kimi:
-        (run_dir / f"ready-{index}").touch()
-        while not (run_dir / "go").exists():  # noqa: ASYNC110 - another process creates it: start together
-            await anyio.sleep(0.002)
+        # Pay the SDK's import and first construction now, not inside the race (KimiClient imports it lazily).
+        _ = anthropic_wire.build_sdk(
+            token="warm-up", base_url=settings.base_url, http=kimi.http, max_retries=0
+        ).messages
+        await ready_then_wait_for_go(run_dir, index)
         reply = await kimi.ask(f"worker {index}")
         return {"status": 200, "reply": reply}
 
