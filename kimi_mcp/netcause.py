@@ -31,10 +31,11 @@ def describe_transport_error(exc: BaseException, url: str) -> str:
             return f"could not resolve {host}"
     for link in chain:
         if isinstance(link, ssl.SSLCertVerificationError):
-            detail = link.verify_message or link.reason or "verification failed"
+            # getattr: OpenSSL fills these in; an SSLError built elsewhere may lack them.
+            detail = getattr(link, "verify_message", None) or getattr(link, "reason", None) or "verification failed"
             return f"TLS certificate of {host} could not be verified ({detail})"
         if isinstance(link, ssl.SSLError):
-            return f"TLS handshake with {where} failed ({link.reason or type(link).__name__})"
+            return f"TLS handshake with {where} failed ({getattr(link, 'reason', None) or type(link).__name__})"
     for link in chain:
         if isinstance(link, ConnectionRefusedError):
             return f"connection refused by {where}"
