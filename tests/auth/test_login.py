@@ -103,6 +103,25 @@ async def test_begin_reports_an_unreachable_login_service(tmp_path: Path) -> Non
     assert not manager.status().login_in_progress
 
 
+async def test_a_login_without_verification_uri_shows_the_complete_one(
+    fake: FakeKimi, manager: LoginManager, settings: Settings, fast: PollTiming
+) -> None:
+    fake.oauth.omit_device_fields = {"verification_uri"}
+    async with anyio.create_task_group() as tg:
+        prompt = await manager.begin(tg)
+        assert prompt.verification_uri is None
+        assert prompt.verification_uri_complete == f"{fake.oauth_host}/device?user_code={prompt.user_code}"
+        assert manager.status().verification_uri_complete == prompt.verification_uri_complete
+        fake.oauth.approve(prompt.user_code)
+        with anyio.fail_after(10):
+            await manager.wait()
+    assert manager.status().last_error is None
+    out = io.StringIO()
+    fake.oauth.approve()
+    await terminal_login(settings, out, timing=fast, open_browser=False)
+    assert f"{fake.oauth_host}/device?user_code=" in out.getvalue() and "Logged in." in out.getvalue()
+
+
 async def test_terminal_login_shows_the_notice_url_and_code_and_stores_the_login(
     fake: FakeKimi, settings: Settings, fast: PollTiming
 ) -> None:
