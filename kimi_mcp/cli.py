@@ -96,8 +96,9 @@ def _serve(settings: Settings, transport: str) -> None:
         _exit_on_first_interrupt()
         say(TERMINAL_HINT)
     from kimi_mcp.server.app import build_server
+    from kimi_mcp.server.stdio_guard import serve_stdio
 
-    build_server(settings).run("stdio")
+    anyio.run(serve_stdio, build_server(settings))  # run("stdio"), but every request line gets an answer
 
 
 def _stdin_is_terminal() -> bool:

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from mcp.server import MCPServer
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ResourceError
+from mcp.shared.exceptions import MCPError
 
 from kimi_mcp import errors
 from kimi_mcp.server.login_prompt import login_resource_state
@@ -17,6 +21,9 @@ from kimi_mcp.server.state import AppState
 from kimi_mcp.store import Conversation
 
 _RECENT_LIMIT = 50
+ECHO_MAX_CHARS = 64
+_TURN_NUMBER = re.compile(r"[0-9]{1,9}")
+_UNKNOWN = "Unknown resource: "  # how the SDK's resource manager words a URI nothing matches
 
 
 def _state(ctx: Context) -> AppState:
@@ -60,14 +67,38 @@ async def conversation(conversation_id: str, ctx: Context) -> str:
 async def conversation_turn(conversation_id: str, turn: str, ctx: Context) -> str:
     """One turn's full reply text, exactly as Kimi sent it."""
     loaded = await _load(ctx, conversation_id)
-    index = int(turn) if turn.isdigit() else 0
+    # ASCII digits only: str.isdigit() also passes "١" (Arabic-Indic) and "²", and int() of 5,000 digits raises.
+    index = int(turn) if _TURN_NUMBER.fullmatch(turn) else 0
     if not 1 <= index <= len(loaded.turns):
-        raise ResourceError(f"Conversation {conversation_id} has turns 1 to {len(loaded.turns)}; no turn {turn!r}.")
+        raise ResourceError(
+            f"Conversation {conversation_id} has turns 1 to {len(loaded.turns)}; no turn {_cut(turn)!r}."
+        )
     return loaded.turns[index - 1].assistant_text
+
+
+def _cut(text: str) -> str:
+    """Text a caller sent, echoed in an error: bounded, whatever was sent."""
+    return text if len(text) <= ECHO_MAX_CHARS else text[:ECHO_MAX_CHARS] + "…"
+
+
+class UnknownUriCut:
+    """A `ServerMiddleware`: the SDK's "Unknown resource: <uri>" echoes the whole URI, however long; cut it."""
+
+    async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        try:
+            return await call_next(ctx)
+        except MCPError as exc:
+            if ctx.method != "resources/read" or not exc.message.startswith(_UNKNOWN):
+                raise
+            uri = exc.data.get("uri") if isinstance(exc.data, dict) else None
+            uri = _cut(uri if isinstance(uri, str) else exc.message.removeprefix(_UNKNOWN))
+            message = f"{_UNKNOWN}{uri}. kimi-mcp serves kimi://login and kimi://conversations (with ids from there)."
+            raise MCPError(code=exc.code, message=message, data={"uri": uri}) from None
 
 
 def register(server: MCPServer[AppState], current_state: Callable[[], AppState]) -> None:
     """Static resources get no Context in mcp 2.x, so they reach the shared state through `current_state`."""
+    server.middleware.append(UnknownUriCut())
 
     async def read_login() -> str:
         try:

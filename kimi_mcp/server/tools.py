@@ -13,10 +13,11 @@ from typing import Annotated, Literal
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 
 from kimi_mcp import errors
 from kimi_mcp.server import turns
+from kimi_mcp.server.arguments import ArgumentCheck
 from kimi_mcp.server.chat_result import CLAUDE_CODE_SIZE_HINT_KEY, chat_result, size_hint
 from kimi_mcp.server.login_prompt import finished_login_meanwhile, login_required_result
 from kimi_mcp.server.progress import ProgressReporter
@@ -38,6 +39,16 @@ STATUS_DESCRIPTION = (
     "Show how kimi-mcp is signed in to Kimi (API key, account login or none), the base URL and protocol, and "
     "when logged in the 5-hour and weekly quota. Never shows a token."
 )
+
+
+def _not_a_bool(value: object) -> object:
+    if isinstance(value, bool):
+        raise ValueError("true/false is not a number")
+    return value
+
+
+# Pydantic's lax int takes JSON `true` as 1; strict would also refuse "5000", which some hosts send for numbers.
+NOT_A_BOOL = BeforeValidator(_not_a_bool)
 
 
 def _error(message: str) -> CallToolResult:
@@ -69,11 +80,14 @@ async def kimi_chat(
         ),
     ] = False,
     max_output_tokens: Annotated[
-        int | None, Field(ge=1, le=262_144, description="Cap on reply tokens; default: what the context leaves.")
+        Annotated[int, Field(ge=1, le=262_144)] | None,
+        NOT_A_BOOL,
+        Field(description="Cap on reply tokens; default: what the context leaves."),
     ] = None,
     max_output_chars: Annotated[
-        int | None,
-        Field(ge=200, description="Cut the returned text shorter than the server's cap (KIMI_MCP_MAX_OUTPUT_CHARS)."),
+        Annotated[int, Field(ge=200)] | None,
+        NOT_A_BOOL,
+        Field(description="Cut the returned text shorter than the server's cap (KIMI_MCP_MAX_OUTPUT_CHARS)."),
     ] = None,
 ) -> CallToolResult:
     state = _state(ctx)
@@ -161,6 +175,9 @@ async def kimi_login_status(ctx: Context) -> CallToolResult:
 
 
 def register(server: MCPServer[AppState], settings: Settings) -> None:
+    check = ArgumentCheck()  # bad arguments read as field, what is allowed, what was sent (server/arguments.py)
+    check.add("kimi_chat", kimi_chat)
+    server.middleware.append(check)
     server.tool(
         name="kimi_chat",
         title="Ask Kimi",

@@ -147,10 +147,10 @@ async def test_cancelling_a_call_closes_the_upstream_stream_fast(
 @pytest.mark.parametrize(
     ("level", "expected"),
     [
-        ("off", {}),
-        ("low", {"thinking": {"type": "adaptive"}, "output_config": {"effort": "low"}}),
-        ("high", {"thinking": {"type": "adaptive"}, "output_config": {"effort": "high"}}),
-        ("max", {"thinking": {"type": "adaptive"}, "output_config": {"effort": "max"}}),
+        ("off", {"thinking": {"type": "disabled"}}),  # explicit: the service may think by default (issue 7)
+        ("low", {"thinking": {"type": "enabled"}, "output_config": {"effort": "low"}}),
+        ("high", {"thinking": {"type": "enabled"}, "output_config": {"effort": "high"}}),
+        ("max", {"thinking": {"type": "enabled"}, "output_config": {"effort": "max"}}),
     ],
 )
 async def test_thinking_levels_give_the_exact_bodies(

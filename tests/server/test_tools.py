@@ -103,9 +103,13 @@ async def test_bad_arguments_are_a_readable_error(kimi_env: dict[str, str]) -> N
         empty = await client.call_tool("kimi_chat", {"prompt": ""})
         wrong = await client.call_tool("kimi_chat", {"prompt": "x", "thinking": "extreme"})
         unknown = await client.call_tool("kimi_chat", {"prompt": "x", "conversation_id": "kc_0000000000000000"})
+        boolean = await client.call_tool("kimi_chat", {"prompt": "x", "max_output_tokens": True})
         still = await client.call_tool("kimi_chat", {"prompt": "still serving"})
     assert empty.is_error and "prompt" in text_of(empty) and "at least 1 character" in text_of(empty)
     assert wrong.is_error and "thinking" in text_of(wrong) and "'off', 'low', 'high' or 'max'" in text_of(wrong)
+    assert boolean.is_error and "max_output_tokens must be a whole number from 1 to 262144" in text_of(boolean)
+    for refused in (empty, wrong, boolean):  # no pydantic report: no URL, no type codes
+        assert "pydantic.dev" not in text_of(refused) and "input_value" not in text_of(refused)
     assert unknown.is_error and "kimi://conversations" in text_of(unknown)
     assert not still.is_error
 
