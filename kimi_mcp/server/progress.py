@@ -1,4 +1,4 @@
-"""Progress for long calls: hosts reset their tool timeout on progress, not on logs (design.md).
+"""Progress for long calls: hosts reset their tool timeout on progress, not on logs (docs/architecture.md).
 
 A heartbeat goes out at least every `HEARTBEAT_SECONDS` while waiting, and streamed counts as they grow
 (throttled). The progress value only ever increases, as the MCP spec requires.
