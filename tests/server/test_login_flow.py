@@ -107,6 +107,25 @@ async def test_a_refused_refresh_says_log_in_and_never_loops(
     assert fake_kimi.messages_requests() == []
 
 
+async def test_a_refresh_answer_lost_after_rotation_says_log_in_again_once(
+    account_env: dict[str, str], fake_kimi: FakeKimi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("kimi_mcp.server.login_prompt.LOGIN_GRACE_SECONDS", 0.2)
+    home = Path(account_env["KIMI_MCP_HOME"])
+    answer = TokenResponse.model_validate(fake_kimi.oauth.issue_tokens(expires_in=0))
+    store = CredentialStore(home)
+    with store.locked_sync():
+        store.write_sync(StoredLogin.from_token_response(answer, "device_flow"))
+    fake_kimi.oauth.refresh_faults.append("rotate_then_drop")  # Kimi rotated; the answer never came back
+    async with Client(build_server(Settings.from_env(account_env)), mode="legacy") as client:
+        first = await client.call_tool("kimi_chat", {"prompt": "one"})
+        second = await client.call_tool("kimi_chat", {"prompt": "two"})
+    assert first.is_error and second.is_error
+    assert "log in again" in text_of(first) and "/device?user_code=" in text_of(first)  # with the way to do it
+    assert refreshes(fake_kimi) == 2  # the lost one and its single retry; the second call sends nothing
+    assert fake_kimi.messages_requests() == []
+
+
 async def test_sentinel_tokens_never_reach_results_resources_or_logs(
     account_env: dict[str, str], fake_kimi: FakeKimi, caplog: pytest.LogCaptureFixture
 ) -> None:
