@@ -2,10 +2,11 @@
 
 Each host is the pinned npm release .ci/run installs into .ci/node (or the binary at $KIMI_MCP_CLAUDE_CODE,
 $KIMI_MCP_CODEX, $KIMI_MCP_GEMINI_CLI). Its model is a scripted stand-in (standins.py) that calls `kimi_chat`
-five times in one session — a reply with code, a continuation, an upstream error, a reply at the output cap and
-one over it — and records each result exactly as the host passed it to its model. Behind kimi-mcp is the fake
-Kimi. One host session serves all the tests of that host (hosts take seconds to start); the tests then read
-what was recorded. When CI could not install a host its tests fail; on a developer machine without it they skip.
+six times in one session — a reply with code, a continuation, an upstream error, replies at and over the
+output cap, a Chinese reply at the cap — and records each result exactly as the host passed it to its model.
+Behind kimi-mcp is the fake Kimi. One host session serves all the tests of that host (hosts take seconds to
+start); the tests then read what was recorded. When CI could not install a host its tests fail; on a
+developer machine without it they skip.
 
 Every run gets a fresh HOME and only PATH, HOME and the variables its recipe names (docs/hosts.md).
 """
@@ -28,6 +29,7 @@ from typing import Any
 
 import pytest
 
+from kimi_mcp.server.output import NON_ASCII_WEIGHT
 from kimi_mcp.settings import Settings
 from kimi_mcp.testing.fake_kimi import FakeKimi, Fault, RecordedRequest, Reply
 
@@ -53,7 +55,7 @@ def _load_standins() -> ModuleType:
 
 standins = _load_standins()
 
-# -- the scenario: five kimi_chat calls in one host session -------------------------------------------------
+# -- the scenario: six kimi_chat calls in one host session -------------------------------------------------
 
 DEFAULT_CAP = Settings.model_fields["max_output_chars"].default
 FOOTER = re.compile(
@@ -75,31 +77,40 @@ CONTINUED_REPLY = "Second turn: I still remember greet()."
 ERROR_DETAIL = "stand-in refused this prompt on purpose"
 
 
-def sized_reply(label: str, size: int) -> str:
-    """ASCII prose of exactly `size` characters, lines of words, with unique first and last words."""
+def weight(text: str) -> int:
+    """Size as kimi-mcp's cut counts it: an ASCII character 1, any other NON_ASCII_WEIGHT."""
+    return sum(1 if char < "\x80" else NON_ASCII_WEIGHT for char in text)
+
+
+def sized_reply(
+    label: str, size: int, line: str = "Kimi explains the code, one line at a time, as replies do. {:05d}\n"
+) -> str:
+    """Lines of `line` of exactly `size` weighted characters, with unique first and last lines."""
     head, tail = f"BEGIN-{label}\n", f"\nEND-{label}"
-    line = "Kimi explains the code, one numbered line at a time, as a long reply would. {:05d}\n"
-    lines, length, number = [], len(head) + len(tail), 0
-    while length + len(line.format(number)) <= size:
+    lines, used, number = [], weight(head + tail), 0
+    while used + weight(line.format(number)) <= size:
         lines.append(line.format(number))
-        length += len(lines[-1])
+        used += weight(lines[-1])
         number += 1
-    body = head + "".join(lines) + "x" * (size - length) + tail
-    assert len(body) == size
+    body = head + "".join(lines) + "x" * (size - used) + tail
+    assert weight(body) == size
     return body
 
 
 AT_CAP_REPLY = sized_reply("AT-CAP", DEFAULT_CAP)
 OVER_CAP_REPLY = sized_reply("OVER-CAP", DEFAULT_CAP + 12_000)
+# Chinese prose at the cap: a third as many characters, three UTF-8 bytes and about one token each.
+CJK_AT_CAP_REPLY = sized_reply("CJK-AT-CAP", DEFAULT_CAP, "这一行解释代码的一部分，就像长回复那样。第{:05d}行\n")
 
 # The stand-in's calls, in order, and the fake Kimi's answers to them (one Kimi request per call).
-PLAIN, CONTINUED, ERROR, AT_CAP, OVER_CAP = range(5)
+PLAIN, CONTINUED, ERROR, AT_CAP, OVER_CAP, CJK_AT_CAP = range(6)
 KIMI_SCRIPT = [
     Reply(text=CODE_REPLY),
     Reply(text=CONTINUED_REPLY),
     Fault(status=400, error_type="invalid_request_error", message=ERROR_DETAIL),
     Reply(text=AT_CAP_REPLY),
     Reply(text=OVER_CAP_REPLY),
+    Reply(text=CJK_AT_CAP_REPLY),
 ]
 
 
@@ -119,6 +130,7 @@ def _steps() -> list[Any]:
         lambda done: {"prompt": "This one Kimi refuses."},
         lambda done: {"prompt": "A reply exactly at the cap, please."},
         lambda done: {"prompt": "A reply over the cap, please."},
+        lambda done: {"prompt": "A reply in Chinese at the cap, please."},
     ]
 
 
@@ -319,7 +331,7 @@ def session(
     settings: dict[str, str] | None = None,
     host_env: dict[str, str] | None = None,
 ) -> HostRun:
-    """One host session — fake Kimi, stand-in, host — and what it recorded. By default the five-call scenario
+    """One host session — fake Kimi, stand-in, host — and what it recorded. By default the six-call scenario
     with kimi-mcp's default settings; `settings` adds KIMI_MCP_* variables to the server's environment and
     `host_env` variables to the host's."""
     host = HOSTS[key]
@@ -363,12 +375,14 @@ class Scenario:
     error: int = ERROR
     at_cap: int = AT_CAP
     over_cap: int = OVER_CAP
+    cjk_at_cap: int = CJK_AT_CAP
     cap: int = DEFAULT_CAP
     code_reply: str = CODE_REPLY
     continued_reply: str = CONTINUED_REPLY
     error_detail: str = ERROR_DETAIL
     at_cap_reply: str = AT_CAP_REPLY
     over_cap_reply: str = OVER_CAP_REPLY
+    cjk_at_cap_reply: str = CJK_AT_CAP_REPLY
     footer: re.Pattern[str] = FOOTER
 
     @staticmethod

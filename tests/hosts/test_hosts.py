@@ -1,6 +1,6 @@
 """What the model inside Claude Code, Codex CLI and Gemini CLI reads when it calls kimi_chat.
 
-One session per host (conftest.py) makes five kimi_chat calls; each test reads one call's result as the host
+One session per host (conftest.py) makes six kimi_chat calls; each test reads one call's result as the host
 handed it to its model. The parametrized tests hold for every host; the ones named after a host pin down what
 that host does on top (docs/hosts.md).
 """
@@ -74,6 +74,15 @@ def test_a_reply_at_the_output_cap_reaches_the_model_whole(host_run: Any, scenar
     assert footer and footer.group(3) is None, result.text[-300:]
 
 
+def test_a_chinese_reply_at_the_output_cap_reaches_the_model_whole(host_run: Any, scenario: Any) -> None:
+    """Non-ASCII characters weigh 3 in the cut, so a reply at the cap stays under every host's limit in tokens
+    (Codex) and in characters (Claude Code, Gemini CLI)."""
+    result = host_run.exchange(scenario.cjk_at_cap)
+    assert scenario.cjk_at_cap_reply in result.text, (len(result.text), result.text[:200], result.text[-300:])
+    footer = scenario.footer.search(result.text)
+    assert footer and footer.group(3) is None, result.text[-300:]
+
+
 def test_a_reply_over_the_cap_arrives_cut_with_a_footer_naming_the_full_text(host_run: Any, scenario: Any) -> None:
     result = host_run.exchange(scenario.over_cap)
     footer = scenario.footer.search(result.text)
@@ -131,7 +140,7 @@ def test_codex_prefixes_wall_time_and_does_not_flag_errors(host_sessions: Any, s
         assert re.fullmatch(r"Wall time: \d+\.\d+ seconds\nOutput:", wall_time["text"]), wall_time
         assert blocks[0]["type"] == "input_text"
         shapes.add(tuple(sorted(exchange.raw)))
-    assert len(run.exchanges) == 5 and len(shapes) == 1  # a failed call looks exactly like a good one
+    assert len(run.exchanges) == 6 and len(shapes) == 1  # a failed call looks exactly like a good one
     assert run.exchange(scenario.plain).raw["output"][1:] == [{"type": "input_text", "text": tool_text(run, scenario)}]
     error = run.exchange(scenario.error).raw["output"][1]["text"]
     assert error.startswith("Error: Kimi rejected the request (400")
