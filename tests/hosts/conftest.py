@@ -34,6 +34,7 @@ from kimi_mcp.settings import Settings
 from kimi_mcp.testing.fake_kimi import FakeKimi, Fault, RecordedRequest, Reply
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+README = REPO_ROOT / "README.md"
 NODE_BIN = REPO_ROOT / ".ci" / "node" / "node_modules" / ".bin"
 KIMI_MCP = Path(sys.executable).parent / "kimi-mcp"
 HOST_TIMEOUT_SECONDS = 180  # one whole host session; hosts are slow to start on a loaded machine
@@ -150,6 +151,7 @@ class HostRun:
     seen: list[str]
     kimi_requests: list[RecordedRequest]
     request_log: Path
+    home: Path  # the HOME the host ran with, its configuration files included
 
     def describe(self) -> str:
         return (
@@ -363,6 +365,7 @@ def session(
             seen=list(standin.seen),
             kimi_requests=fake.messages_requests(),
             request_log=log,
+            home=home,
         )
 
 
@@ -384,6 +387,7 @@ class Scenario:
     over_cap_reply: str = OVER_CAP_REPLY
     cjk_at_cap_reply: str = CJK_AT_CAP_REPLY
     footer: re.Pattern[str] = FOOTER
+    readme: Path = README
 
     @staticmethod
     def sized_reply(label: str, size: int) -> str:

@@ -162,3 +162,21 @@ def test_gemini_cli_wraps_results_and_reports_errors_as_json(host_sessions: Any,
     over = run.exchange(scenario.over_cap)
     uri = scenario.footer.search(over.text).group(5)
     assert over.text.endswith(f"</untrusted_context>\nResource Link: conversation {uri.rsplit('/', 1)[1]} at {uri}")
+
+
+def test_the_readme_recipes_are_the_ones_the_hosts_ran_with(host_sessions: Any, scenario: Any) -> None:
+    """Codex's and Gemini's settings in the README, apart from the command's path and the credentials, are
+    exactly what the host sessions were configured with."""
+    readme = scenario.readme.read_text()
+    codex_block = re.search(r"```toml\n(.*?)```", readme, re.S).group(1)
+    codex_config = (host_sessions("codex").home / ".codex" / "config.toml").read_text()
+    for line in (line.strip() for line in codex_block.splitlines()):
+        if line and not line.startswith(("command =", "env =")):
+            assert line in codex_config.splitlines(), line
+    gemini_line = next(line for line in readme.splitlines() if '"timeout"' in line and "mcpServers" in line)
+    readme_server = json.loads(gemini_line.strip().strip("`"))["mcpServers"]["kimi"]
+    settings = json.loads((host_sessions("gemini-cli").home / ".gemini" / "settings.json").read_text())
+    tested_server = settings["mcpServers"]["kimi"]
+    assert set(tested_server) == set(readme_server)
+    for key in set(readme_server) - {"command", "env"}:
+        assert tested_server[key] == readme_server[key], key
