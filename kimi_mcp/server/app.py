@@ -1,16 +1,19 @@
 """MCPServer construction and lifespan.
 
 Nothing here touches the disk or the network at start: a host's `initialize` is answered at once, and the
-Kimi client, the store and the login manager (`state.AppState`) are made on first use.
+Kimi client, the store and the login manager (`state.AppState`) are made on first use. Once the host has listed
+the tools, the warm-up (warmup.py) pays the first call's one-off costs in the background.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import anyio
 from mcp.server import MCPServer
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 
 from kimi_mcp._version import __version__
 from kimi_mcp.server import resources, tools
@@ -24,7 +27,8 @@ INSTRUCTIONS = (
 )
 
 
-def build_server(settings: Settings) -> MCPServer[AppState]:
+def build_server(settings: Settings, *, warm_up: bool = True) -> MCPServer[AppState]:
+    """The kimi-mcp server. `warm_up=False` leaves every one-off cost to the first call (bench baseline)."""
     running: list[AppState] = []
 
     def current_state() -> AppState:
@@ -37,6 +41,8 @@ def build_server(settings: Settings) -> MCPServer[AppState]:
         async with anyio.create_task_group() as task_group:
             state = AppState(settings=settings, task_group=task_group)
             running.append(state)
+            if warm_up:
+                task_group.start_soon(state.warmup.run, state, name="kimi-mcp warm-up")
             try:
                 yield state
             finally:
@@ -51,8 +57,16 @@ def build_server(settings: Settings) -> MCPServer[AppState]:
         version=__version__,
         instructions=INSTRUCTIONS,
         lifespan=lifespan,
+        middleware=[_observe_for_warmup],
         log_level="DEBUG" if settings.debug else "INFO",
     )
     tools.register(server, settings)
     resources.register(server, current_state)
     return server
+
+
+async def _observe_for_warmup(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+    state = ctx.lifespan_context
+    if isinstance(state, AppState):
+        return await state.warmup.observe(ctx, call_next)
+    return await call_next(ctx)

@@ -1,6 +1,7 @@
 """The state every tool and resource shares: one Kimi client, one store, one login manager per server.
 
-Members are made on first use, so a server answers `initialize` before touching the disk or the network.
+Members are made on first use, so a server answers `initialize` before touching the disk or the network; once it
+is serving, the warm-up (warmup.py) may make the Kimi client and open the store ahead of the first call.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from anyio.abc import TaskGroup
 
+from kimi_mcp.server.warmup import WarmUp
 from kimi_mcp.settings import Settings
 
 if TYPE_CHECKING:
@@ -27,6 +29,7 @@ class AppState:
     _kimi: KimiClient | None = field(default=None, init=False)
     _store: ConversationStore | None = field(default=None, init=False)
     _login: LoginManager | None = field(default=None, init=False)
+    warmup: WarmUp = field(default_factory=WarmUp, init=False)
 
     @property
     def kimi(self) -> KimiClient:
@@ -35,6 +38,13 @@ class AppState:
 
             self._kimi = KimiClient(self.settings)
         return self._kimi
+
+    def offer_kimi(self, client: KimiClient) -> bool:
+        """Take a client built ahead of time (warm-up) unless a call already made one. True when taken."""
+        if self._kimi is not None:
+            return False
+        self._kimi = client
+        return True
 
     @property
     def store(self) -> ConversationStore:
