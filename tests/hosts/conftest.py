@@ -195,7 +195,8 @@ def run_host(command: list[str], *, cwd: Path, env: dict[str, str]) -> subproces
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        text=True,
+        encoding="utf-8",
+        errors="replace",
         start_new_session=True,
     ) as process:
         try:

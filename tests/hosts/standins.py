@@ -113,9 +113,9 @@ class ModelStandIn:
             done = len(results)
             if done >= len(self.steps):
                 return None
-            # A retried request gets the same call again, not the next one.
-            arguments = self._arguments.setdefault(done, self.steps[done](list(self.exchanges[:done])))
-            return done, arguments
+            if done not in self._arguments:  # a retried request gets the same call again
+                self._arguments[done] = self.steps[done](list(self.exchanges[:done]))
+            return done, self._arguments[done]
 
     def note(self, line: str) -> None:
         with self._lock:
