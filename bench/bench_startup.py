@@ -6,7 +6,8 @@ machine is shared and noisy):
 
 - start-up: spawn until `initialize` is answered, `kimi-mcp serve` (the console script) vs a bare-SDK MCPServer
   with one tool (bench/minimal_server.py); `import mcp.server` alone for scale;
-- tools/list right after initialize, warm-up on vs off (the warm-up must not slow it: it starts after);
+- tools/list right after initialize, warm-up on vs off (the warm-up must not slow it: it starts after), and
+  tools/list asked every 50 ms while the warm-up runs (median and worst per server), on vs off;
 - first `kimi_chat` 3 s after tools/list vs a steady-state call on the same server (goal <= 1.3x), and the
   same first call with the warm-up off, for scale.
 
@@ -86,6 +87,36 @@ async def first_call(params: StdioServerParameters, idle: float, calls: int) -> 
     return list_s, first_s, statistics.median(steady)
 
 
+async def lists_during_warm_up(params: StdioServerParameters, seconds: float) -> list[float]:
+    """tools/list answered again and again for `seconds` after the first one: the window the warm-up runs in."""
+    samples = []
+    async with Client(params, mode="legacy") as client:
+        await client.list_tools()
+        until = time.perf_counter() + seconds
+        while time.perf_counter() < until:
+            started = time.perf_counter()
+            await client.list_tools()
+            samples.append(time.perf_counter() - started)
+            await anyio.sleep(0.05)
+    return samples
+
+
+async def list_latency(env: dict[str, str], servers: int, seconds: float) -> dict[str, float]:
+    runs: dict[bool, list[float]] = {True: [], False: []}
+    worst: dict[bool, list[float]] = {True: [], False: []}
+    for _ in range(servers):
+        for warm in (True, False):
+            samples = await lists_during_warm_up(with_env(python_server(warm), env), seconds)
+            runs[warm].extend(samples)
+            worst[warm].append(max(samples))
+    return {
+        "tools_list_during_warm_up_median_s": statistics.median(runs[True]),
+        "tools_list_no_warm_up_median_s": statistics.median(runs[False]),
+        "tools_list_during_warm_up_worst_s": statistics.median(worst[True]),
+        "tools_list_no_warm_up_worst_s": statistics.median(worst[False]),
+    }
+
+
 async def first_calls(env: dict[str, str], servers: int, calls: int, idle: float) -> dict[str, float]:
     runs: dict[bool, list[tuple[float, float, float]]] = {True: [], False: []}
     for _ in range(servers):
@@ -111,10 +142,14 @@ async def main(servers: int, calls: int, idle: float) -> None:
         env["KIMI_MCP_HOME"] = str(Path(home) / "kimi-mcp")
         start = await start_up(env, servers)
         chat = await first_calls(env, servers, calls, idle)
+        lists = await list_latency(env, servers, idle)
     report = {
-        **{key: round(value, 4) for key, value in {**start, **chat}.items()},
+        **{key: round(value, 4) for key, value in {**start, **chat, **lists}.items()},
         "kimi_initialize_vs_minimal_sdk_server": round(start["kimi_initialize_s"] / start["minimal_initialize_s"], 2),
         "tools_list_warm_up_vs_off": round(chat["tools_list_warm_up_s"] / chat["tools_list_no_warm_up_s"], 2),
+        "tools_list_during_warm_up_vs_off": round(
+            lists["tools_list_during_warm_up_median_s"] / lists["tools_list_no_warm_up_median_s"], 2
+        ),
     }
     print(json.dumps(report, indent=2))
 

@@ -30,7 +30,7 @@ WAIT_SECONDS = 120.0  # generous: importing `anthropic` takes 2-4 s on an idle 2
 
 # Shared by the scripts: record each server's WarmUp and state, and read a few facts about this interpreter.
 PRELUDE = """
-import json, sys, threading, time
+import gc, json, sys, threading, time
 import anyio
 from mcp import Client
 from kimi_mcp.server import warmup
@@ -71,6 +71,7 @@ async def main():
         warm, state = seen[0]
         out["after"] = {"anthropic": "anthropic" in sys.modules, "kimi_client": state._kimi is not None,
                         "store": state._store is not None, "failures": warm.failures}
+        out["gc"] = {"enabled": gc.isenabled(), "frozen": gc.get_freeze_count() > 0}
     print(json.dumps(out))
 
 anyio.run(main)
@@ -113,6 +114,8 @@ async def test_a_fresh_server_warms_up_after_the_tools_are_listed_without_any_ca
     # Then, with no kimi_chat call at all, the SDK is imported and the server's client and store are made.
     assert out["after"] == {"anthropic": True, "kimi_client": True, "store": True, "failures": []}
     assert out["listed_during_warm_up"] == 2
+    # The SDK's objects are frozen out of later full collections, and the collector runs again.
+    assert out["gc"] == {"enabled": True, "frozen": True}
 
 
 async def test_a_call_arriving_during_the_warm_up_waits_for_the_same_import_and_succeeds(
