@@ -50,7 +50,7 @@ IMPORTS = (
     "anthropic.lib.streaming",
     "kimi_mcp.kimi.client",
     "kimi_mcp.kimi.anthropic_wire",
-    "kimi_mcp.auth.tokens",
+    "kimi_mcp.auth.login",
     "kimi_mcp.store",
     "httpcore2",
     "httpcore2._backends.anyio",
