@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import logging
 import secrets
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from mcp.server.mcpserver import Context
 from mcp_types import CallToolResult, TextContent
 
 from kimi_mcp import errors
-from kimi_mcp.auth.login import LoginPrompt
 from kimi_mcp.server.progress import ProgressReporter
 from kimi_mcp.server.state import AppState
 from kimi_mcp.server.status import login_document
+
+if TYPE_CHECKING:
+    from kimi_mcp.auth.login import LoginPrompt  # the login machinery loads on first use, not at server start
 
 logger = logging.getLogger(__name__)
 _ELICITATION_WAIT_SECONDS = 30.0
