@@ -146,16 +146,20 @@ async def mark_retry(response: httpx2.Response) -> None:
     """httpx2 response hook: steer the SDK's retry loop (it obeys `x-should-retry`, docs/kimi-api.md §9).
 
     Retried: a 403 "concurrent request limit" (the SDK alone would not retry a 403). Not retried: a used-up
-    quota, or any wait (`Retry-After`, seconds or an HTTP date) longer than a tool call should wait.
+    quota, or any answer asking for a wait (`Retry-After`, seconds or an HTTP date) longer than a tool call
+    should wait; the SDK would otherwise sleep that long, whatever the status.
     """
+    if response.status_code < 400:
+        return
+    wait = retry_after_seconds(response.headers)
+    if wait is not None and wait > MAX_RETRY_AFTER_SECONDS:
+        response.headers["x-should-retry"] = "false"
+        return
     if response.status_code not in (403, 429):
         return
     await response.aread()
     error_type, message = error_details(response.content)
-    wait = retry_after_seconds(response.headers)
-    too_long = wait is not None and wait > MAX_RETRY_AFTER_SECONDS
-    if response.status_code == 403:
-        if is_busy(403, message) and not too_long:
-            response.headers["x-should-retry"] = "true"
-    elif is_quota_error(error_type, message) or too_long:
+    if is_busy(response.status_code, message):
+        response.headers["x-should-retry"] = "true"
+    elif response.status_code == 429 and is_quota_error(error_type, message):
         response.headers["x-should-retry"] = "false"

@@ -1,4 +1,4 @@
-"""KimiClient on the wire, against the fake Kimi over real HTTP (kimi-wire.md §2, §4, §9)."""
+"""KimiClient on the wire, against the fake Kimi over real HTTP (docs/kimi-api.md §2, §4, §9)."""
 
 from __future__ import annotations
 

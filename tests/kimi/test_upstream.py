@@ -79,13 +79,19 @@ def _response(status: int, body: bytes, **headers: str) -> httpx2.Response:
     ("status", "body", "headers", "verdict"),
     [
         (403, _body("permission_error", "You've reached your concurrent request limit"), {}, "true"),
-        (403, _body("permission_error", "You've reached your concurrent request limit"), {"retry-after": "600"}, None),
+        (
+            403,
+            _body("permission_error", "You've reached your concurrent request limit"),
+            {"retry-after": "600"},
+            "false",
+        ),
         (403, _body("permission_error", "not for you"), {}, None),
         (429, _body("rate_limit_error", "slow down"), {"retry-after": "2"}, None),
         (429, _body("rate_limit_error", "slow down"), {"retry-after": "600"}, "false"),
         (429, _body("rate_limit_error", "slow down"), {"retry-after": formatdate(NOW * 2, usegmt=True)}, "false"),
         (429, _body("rate_limit_error", "You exceeded your current quota"), {}, "false"),
         (500, b"oops", {}, None),
+        (503, b"down for maintenance", {"retry-after": "3600"}, "false"),
     ],
 )
 async def test_retry_hook_steers_the_sdk(
