@@ -80,10 +80,13 @@ def terminal() -> Iterator[tuple[int, int]]:
             os.close(fd)
 
 
-def test_a_terminal_gets_one_hint_and_the_first_ctrl_c_exits_130(terminal: tuple[int, int], tmp_path: Path) -> None:
+@pytest.mark.parametrize("args", [["serve"], []], ids=["kimi-mcp serve", "kimi-mcp"])
+def test_a_terminal_gets_one_hint_and_the_first_ctrl_c_exits_130(
+    args: list[str], terminal: tuple[int, int], tmp_path: Path
+) -> None:
     master, slave = terminal
     process = subprocess.Popen(
-        [str(KIMI_MCP), "serve"],
+        [str(KIMI_MCP), *args],
         stdin=slave,
         stdout=slave,
         stderr=subprocess.PIPE,
