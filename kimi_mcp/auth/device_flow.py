@@ -1,10 +1,10 @@
-"""RFC 8628 device login against the Kimi OAuth host (kimi-wire.md §3).
+"""RFC 8628 device login against the Kimi OAuth host (docs/kimi-api.md §3).
 
 `start_device_authorization()` asks for a device code; show its `url` and `user_code` to the user; then
 `poll_for_token()` polls until the user approves, denies, or the code expires. Both are cancellable (anyio) and
 every failure is a `LoginFailed` whose text says what to do.
 
-We read answers as Moonshot's own client does (kimi-wire.md §3): only `device_code`, `user_code` and
+We read answers as Moonshot's own client does (docs/kimi-api.md §3): only `device_code`, `user_code` and
 `verification_uri_complete` are required of the device answer; the first poll goes out at once and the wait comes
 after it; and any poll answer without `access_token` is read for its OAuth `error`, whatever its HTTP status.
 """
@@ -39,7 +39,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class PollTiming:
-    """How fast to poll. The defaults follow kimi-wire.md §3; tests shrink them to run in milliseconds."""
+    """How fast to poll. The defaults follow docs/kimi-api.md §3; tests shrink them to run in milliseconds."""
 
     min_interval: float = 1.0  # poll every max(interval, 1) s
     slow_down_step: float = 5.0  # `slow_down` adds 5 s to the interval

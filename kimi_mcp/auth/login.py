@@ -1,4 +1,4 @@
-"""Device login from inside a running server: one at a time, polled in the background (kimi-wire.md §3).
+"""Device login from inside a running server: one at a time, polled in the background (docs/kimi-api.md §3).
 
 `LoginManager.begin()` starts a device login (or returns the one in progress) and hands back what the user
 needs: the URL and the code. A task in the caller's task group polls and stores the login on approval; the
@@ -59,7 +59,7 @@ class LoginManager:
         self._settings = settings
         self._http = http
         self._tokens = tokens
-        self.timing = timing  # None: the kimi-wire.md §3 defaults; tests set a fast PollTiming
+        self.timing = timing  # None: the docs/kimi-api.md §3 defaults; tests set a fast PollTiming
         self._starting = anyio.Lock()
         self._current: DeviceAuthorization | None = None
         self._finished = anyio.Event()

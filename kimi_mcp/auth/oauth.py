@@ -1,7 +1,7 @@
-"""The OAuth host's wire (kimi-wire.md §3): form-encoded POSTs and the token answer, shared by login and refresh.
+"""The OAuth host's wire (docs/kimi-api.md §3): form-encoded POSTs and the token answer, shared by login and refresh.
 
 Requests go through the one httpx2 client of `kimi_mcp.http.build_http_client`, so each carries our identity
-headers (kimi-wire.md §2). Nothing here logs or formats a response body: token answers hold secrets.
+headers (docs/kimi-api.md §2). Nothing here logs or formats a response body: token answers hold secrets.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ _ERROR_CODE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
 class TokenResponse(BaseModel):
-    """A 200 from the token endpoint (kimi-wire.md §3). Secrets are `SecretStr`: reprs and dumps mask them."""
+    """A 200 from the token endpoint (docs/kimi-api.md §3). Secrets are `SecretStr`: reprs and dumps mask them."""
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
@@ -60,7 +60,7 @@ def error_code(response: httpx2.Response) -> str | None:
 
 
 def carries_access_token(response: httpx2.Response) -> bool:
-    """True when the answer is a JSON object with an `access_token` key: the one sign of tokens (kimi-wire.md §3).
+    """True when the answer is a JSON object with an `access_token` key: the one sign of tokens (docs/kimi-api.md §3).
 
     Moonshot's client reads `error` from any answer without one, whatever the HTTP status; so do we.
     """

@@ -1,4 +1,4 @@
-"""The credential store: `$KIMI_MCP_HOME/credentials.json` (kimi-wire.md §3, "Decision").
+"""The credential store: `$KIMI_MCP_HOME/credentials.json` (docs/kimi-api.md §3, "Decision").
 
 Folder 0700, file 0600 whatever the umask, written atomically (`kimi_mcp.fs.write_private_file`), and changed
 only under a cross-process lock (`filelock`), so N processes sharing one home refresh a token once. A file that

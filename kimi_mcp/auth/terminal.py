@@ -1,6 +1,6 @@
 """`kimi-mcp login` in a terminal: the terms notice, URL and code, the browser, a countdown, Ctrl-C to cancel.
 
-The notice is kimi-wire.md §2's: Moonshot reserves subscription OAuth for its own clients and asks third-party
+The notice is docs/kimi-api.md §2's: Moonshot reserves subscription OAuth for its own clients and asks third-party
 tools to use a Kimi Code API key; we say so before the user logs in, and identify honestly as kimi-mcp.
 """
 

@@ -1,4 +1,4 @@
-"""Where a request's Bearer token comes from: `KIMI_API_KEY`, else the stored OAuth login (kimi-wire.md §3, §4).
+"""Where a request's Bearer token comes from: `KIMI_API_KEY`, else the stored OAuth login (docs/kimi-api.md §3, §4).
 
 `TokenSource.token()` refreshes a stored login early, under the store's cross-process lock, after re-reading the
 file: if another process refreshed meanwhile its token is used and nothing is sent. Refresh tokens rotate, so
@@ -81,7 +81,7 @@ class AuthState(BaseModel):
 
 
 def refresh_margin(lifetime: float) -> float:
-    """Refresh when less than this many seconds remain: max(300 s, expires_in/2) (kimi-wire.md §3).
+    """Refresh when less than this many seconds remain: max(300 s, expires_in/2) (docs/kimi-api.md §3).
 
     Decision: never within the first quarter of a token's life, so a token shorter-lived than 400 s is not
     refreshed on every call (the §3 rule alone would refresh a 300 s token forever).

@@ -1,4 +1,4 @@
-"""Stream cleaning: hide the placeholder text block Kimi sends for a thinking-only turn (kimi-wire.md §8).
+"""Stream cleaning: hide the placeholder text block Kimi sends for a thinking-only turn (docs/kimi-api.md §8).
 
 A turn that produced only thinking can come back with a text block starting `(Empty response:` followed by a
 dump of the content. It is not model output. We hold back only the first characters of each text block until

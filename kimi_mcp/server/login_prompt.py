@@ -1,5 +1,5 @@
 """Logging in from inside a host: the device code and URL come back as text (every host can show that), and,
-where the host declares URL-mode elicitation, it is also asked to open the URL (a bonus, design.md)."""
+where the host declares URL-mode elicitation, it is also asked to open the URL (a bonus: most hosts lack it)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 _ELICITATION_WAIT_SECONDS = 30.0
 # A call made right after the user approved may arrive before the background poll (every `interval` s, 5 s
-# by default, kimi-wire.md §3) has fetched the token: wait one poll for it rather than show the code again.
+# by default, docs/kimi-api.md §3) has fetched the token: wait one poll for it rather than show the code again.
 LOGIN_GRACE_SECONDS = 6.0
 
 

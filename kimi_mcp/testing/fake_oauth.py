@@ -1,11 +1,11 @@
-"""The fake Kimi OAuth host: device login and refresh with rotation, exactly as kimi-wire.md §3 describes.
+"""The fake Kimi OAuth host: device login and refresh with rotation, exactly as docs/kimi-api.md §3 describes.
 
 Mounted at the root of `fake_kimi.FakeKimi` (which relies only on `routes()` and `is_valid_access_token()`).
 Tests steer it with hooks: `script_polls()`, `approve()`, `deny()`, `expire_code()`, `access_ttl`, `interval`,
 `omit_device_fields`, `refresh_faults`, `refresh_delay`, `issue_tokens()`, `revoke_access()`, `revoke_all()`.
 All state sits behind one lock: the server runs in its own thread and several processes may hit it at once.
 
-Refresh faults model what a real network does to a refresh (kimi-wire.md §3, §9): an HTTP error, `invalid_grant`,
+Refresh faults model what a real network does to a refresh (docs/kimi-api.md §3, §9): an HTTP error, `invalid_grant`,
 an answer that never comes (`"hang"`: the request never reached the service, nothing rotated), and an answer lost
 after the service already rotated the token (`"rotate_then_drop"`: socket closed; `"rotate_then_hang"`: never
 answered). After a lost rotation the old refresh token is spent, exactly as on the real service.
@@ -76,7 +76,7 @@ def _b64(data: bytes) -> str:
 
 
 def _jwt_like(expires_at: float) -> str:
-    """An `eyJ…` token of three base64url parts, shaped like Kimi's JWT access tokens (kimi-wire.md §4)."""
+    """An `eyJ…` token of three base64url parts, shaped like Kimi's JWT access tokens (docs/kimi-api.md §4)."""
     header = _b64(json.dumps({"alg": "RS256", "typ": "JWT"}).encode())
     claims = {"iss": "fake-kimi", "sub": "fake-user", "exp": int(expires_at), "jti": secrets.token_hex(8)}
     return f"{header}.{_b64(json.dumps(claims).encode())}.{_b64(secrets.token_bytes(32))}"
@@ -171,7 +171,7 @@ class FakeOAuth:
         return _oauth_error("unsupported_grant_type")
 
     def _refuse(self, request: Request, client_id: object) -> Response | None:
-        """The OAuth backend requires our device headers (kimi-wire.md §2) and a known public client id (§3)."""
+        """The OAuth backend requires our device headers (docs/kimi-api.md §2) and a known public client id (§3)."""
         if self.require_identity:
             agent = request.headers.get("user-agent", "")
             if not agent.startswith("kimi-mcp/") or not request.headers.get("x-msh-device-id"):
@@ -216,7 +216,7 @@ class FakeOAuth:
                 return JSONResponse({"error": "server_error"}, status_code=fault, headers=headers)
             state = self._state.refresh.get(refresh_token)
             if state is None or state.used or state.revoked:
-                # Rotation (kimi-wire.md §3): a refresh token works exactly once.
+                # Rotation (docs/kimi-api.md §3): a refresh token works exactly once.
                 return _oauth_error("invalid_grant", description="refresh token already used or unknown")
             state.used = True
             issued = self._issue_locked(None)

@@ -47,7 +47,7 @@ def settings(fake: FakeKimi, home: Path) -> Settings:
 
 @pytest.fixture
 def fast() -> PollTiming:
-    """Poll in milliseconds instead of seconds; the client still applies the rules of kimi-wire.md §3."""
+    """Poll in milliseconds instead of seconds; the client still applies the rules of docs/kimi-api.md §3."""
     return PollTiming(min_interval=0.01, slow_down_step=0.05)
 
 

@@ -1,4 +1,4 @@
-"""RFC 8628 device login against the fake OAuth host over real HTTP (kimi-wire.md §3)."""
+"""RFC 8628 device login against the fake OAuth host over real HTTP (docs/kimi-api.md §3)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The credentials file: private, atomic, locked, and never overwritten when it cannot be read (kimi-wire.md §3)."""
+"""The credentials file: private, atomic, locked, and never overwritten when it cannot be read (docs/kimi-api.md §3)."""
 
 from __future__ import annotations
 

@@ -39,7 +39,7 @@ def _other_process(settings: Settings, http: httpx2.AsyncClient) -> TokenSource:
     ("lifetime", "margin"), [(900, 450), (3600, 1800), (600, 300), (400, 300), (300, 225), (60, 45), (0, 0)]
 )
 def test_refresh_margin_follows_the_wire_rule(lifetime: float, margin: float) -> None:
-    # max(300 s, expires_in/2) (kimi-wire.md §3), never within the first quarter of a token's life.
+    # max(300 s, expires_in/2) (docs/kimi-api.md §3), never within the first quarter of a token's life.
     assert refresh_margin(lifetime) == margin
 
 

@@ -1,4 +1,4 @@
-"""401 recovery in KimiClient with a stored account login, against the fake (kimi-wire.md §3, §9)."""
+"""401 recovery in KimiClient with a stored account login, against the fake (docs/kimi-api.md §3, §9)."""
 
 from __future__ import annotations
 
