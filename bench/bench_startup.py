@@ -8,8 +8,9 @@ machine is shared and noisy):
   with one tool (bench/minimal_server.py); `import mcp.server` alone for scale;
 - tools/list right after initialize, warm-up on vs off (the warm-up must not slow it: it starts after), and
   tools/list asked every 50 ms while the warm-up runs (median and worst per server), on vs off;
-- first `kimi_chat` 3 s after tools/list vs a steady-state call on the same server (goal <= 1.3x), and the
-  same first call with the warm-up off, for scale.
+- first `kimi_chat` 3 s after tools/list vs a steady-state call on the same server (goal <= 1.3x), vs a call
+  after the same idle on a server that has already called (idling alone), and the first call with the warm-up
+  off, for scale.
 
     python bench/bench_startup.py [--servers 5] [--calls 10] [--idle 3]
 """
@@ -24,6 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import anyio
 from mcp import Client, StdioServerParameters
@@ -66,25 +68,26 @@ async def start_up(env: dict[str, str], servers: int) -> dict[str, float]:
     return {key: statistics.median(values) for key, values in samples.items()}
 
 
-async def first_call(params: StdioServerParameters, idle: float, calls: int) -> tuple[float, float, float]:
-    """One fresh server: tools/list right after initialize, the first kimi_chat `idle` s later, then the median
-    of `calls` steady-state calls."""
-    async with Client(params, mode="legacy") as client:
-        started = time.perf_counter()
-        await client.list_tools()
-        list_s = time.perf_counter() - started
-        await anyio.sleep(idle)
-        started = time.perf_counter()
-        result = await client.call_tool("kimi_chat", {"prompt": "first"})
-        first_s = time.perf_counter() - started
-        assert not result.is_error, result
-        steady = []
-        for i in range(calls):
+def alternating(servers: int) -> list[bool]:
+    """Warm-up on/off in alternating order (on, off, off, on, ...) so that neither always follows the other."""
+    order: list[bool] = []
+    for i in range(servers):
+        order += [True, False] if i % 2 == 0 else [False, True]
+    return order
+
+
+async def list_after_initialize(env: dict[str, str], servers: int) -> dict[str, float]:
+    """tools/list right after initialize, as a host asks it, on fresh servers with the warm-up on and off."""
+    samples: dict[bool, list[float]] = {True: [], False: []}
+    for warm in alternating(servers):
+        async with Client(with_env(python_server(warm), env), mode="legacy") as client:
             started = time.perf_counter()
-            result = await client.call_tool("kimi_chat", {"prompt": f"steady {i}"})
-            steady.append(time.perf_counter() - started)
-            assert not result.is_error, result
-    return list_s, first_s, statistics.median(steady)
+            await client.list_tools()
+            samples[warm].append(time.perf_counter() - started)
+    return {
+        "tools_list_warm_up_s": statistics.median(samples[True]),
+        "tools_list_no_warm_up_s": statistics.median(samples[False]),
+    }
 
 
 async def lists_during_warm_up(params: StdioServerParameters, seconds: float) -> list[float]:
@@ -102,37 +105,58 @@ async def lists_during_warm_up(params: StdioServerParameters, seconds: float) ->
 
 
 async def list_latency(env: dict[str, str], servers: int, seconds: float) -> dict[str, float]:
-    runs: dict[bool, list[float]] = {True: [], False: []}
+    every: dict[bool, list[float]] = {True: [], False: []}
     worst: dict[bool, list[float]] = {True: [], False: []}
-    for _ in range(servers):
-        for warm in (True, False):
-            samples = await lists_during_warm_up(with_env(python_server(warm), env), seconds)
-            runs[warm].extend(samples)
-            worst[warm].append(max(samples))
+    for warm in alternating(servers):
+        samples = await lists_during_warm_up(with_env(python_server(warm), env), seconds)
+        every[warm].extend(samples)
+        worst[warm].append(max(samples))
     return {
-        "tools_list_during_warm_up_median_s": statistics.median(runs[True]),
-        "tools_list_no_warm_up_median_s": statistics.median(runs[False]),
+        "tools_list_during_warm_up_median_s": statistics.median(every[True]),
+        "tools_list_no_warm_up_median_s": statistics.median(every[False]),
         "tools_list_during_warm_up_worst_s": statistics.median(worst[True]),
         "tools_list_no_warm_up_worst_s": statistics.median(worst[False]),
     }
 
 
+class FirstCall(NamedTuple):
+    first_s: float  # the first kimi_chat, `idle` s after tools/list
+    steady_s: float  # median of back-to-back calls right after it
+    after_idle_s: float  # one more call after the same idle: what idling alone costs a used server
+
+
+async def first_call(params: StdioServerParameters, idle: float, calls: int) -> FirstCall:
+    async def chat(prompt: str) -> float:
+        started = time.perf_counter()
+        result = await client.call_tool("kimi_chat", {"prompt": prompt})
+        assert not result.is_error, result
+        return time.perf_counter() - started
+
+    async with Client(params, mode="legacy") as client:
+        await client.list_tools()
+        await anyio.sleep(idle)
+        first = await chat("first")
+        steady = [await chat(f"steady {i}") for i in range(calls)]
+        await anyio.sleep(idle)
+        after_idle = await chat("after idling")
+    return FirstCall(first, statistics.median(steady), after_idle)
+
+
 async def first_calls(env: dict[str, str], servers: int, calls: int, idle: float) -> dict[str, float]:
-    runs: dict[bool, list[tuple[float, float, float]]] = {True: [], False: []}
-    for _ in range(servers):
-        for warm in (True, False):
-            runs[warm].append(await first_call(with_env(python_server(warm), env), idle, calls))
-    warm, cold = runs[True], runs[False]
+    runs: dict[bool, list[FirstCall]] = {True: [], False: []}
+    for warm in alternating(servers):
+        runs[warm].append(await first_call(with_env(python_server(warm), env), idle, calls))
+    on, off = runs[True], runs[False]
+    # Ratios per server (calls of one process), then the median over servers.
     return {
-        "tools_list_warm_up_s": statistics.median(r[0] for r in warm),
-        "tools_list_no_warm_up_s": statistics.median(r[0] for r in cold),
-        "first_chat_s": statistics.median(r[1] for r in warm),
-        "steady_chat_s": statistics.median(r[2] for r in warm),
-        "first_chat_no_warm_up_s": statistics.median(r[1] for r in cold),
-        "steady_chat_no_warm_up_s": statistics.median(r[2] for r in cold),
-        # per server first/steady, then the median over servers: each ratio compares calls of one process
-        "first_vs_steady": statistics.median(r[1] / r[2] for r in warm),
-        "first_vs_steady_no_warm_up": statistics.median(r[1] / r[2] for r in cold),
+        "first_chat_s": statistics.median(r.first_s for r in on),
+        "steady_chat_s": statistics.median(r.steady_s for r in on),
+        "used_server_chat_after_idle_s": statistics.median(r.after_idle_s for r in on),
+        "first_chat_no_warm_up_s": statistics.median(r.first_s for r in off),
+        "steady_chat_no_warm_up_s": statistics.median(r.steady_s for r in off),
+        "first_vs_steady": statistics.median(r.first_s / r.steady_s for r in on),
+        "first_vs_used_server_after_idle": statistics.median(r.first_s / r.after_idle_s for r in on),
+        "first_vs_steady_no_warm_up": statistics.median(r.first_s / r.steady_s for r in off),
     }
 
 
@@ -140,15 +164,22 @@ async def main(servers: int, calls: int, idle: float) -> None:
     with FakeKimi() as fake, tempfile.TemporaryDirectory() as home:
         env = {"PATH": os.environ.get("PATH", ""), "KIMI_API_KEY": KEY, "KIMI_CODE_BASE_URL": fake.base_url}
         env["KIMI_MCP_HOME"] = str(Path(home) / "kimi-mcp")
-        start = await start_up(env, servers)
-        chat = await first_calls(env, servers, calls, idle)
-        lists = await list_latency(env, servers, idle)
+        figures = {
+            **await start_up(env, servers),
+            **await list_after_initialize(env, 2 * servers),
+            **await first_calls(env, servers, calls, idle),
+            **await list_latency(env, servers, idle),
+        }
+
+    def ratio(numerator: str, denominator: str) -> float:
+        return round(figures[numerator] / figures[denominator], 2)
+
     report = {
-        **{key: round(value, 4) for key, value in {**start, **chat, **lists}.items()},
-        "kimi_initialize_vs_minimal_sdk_server": round(start["kimi_initialize_s"] / start["minimal_initialize_s"], 2),
-        "tools_list_warm_up_vs_off": round(chat["tools_list_warm_up_s"] / chat["tools_list_no_warm_up_s"], 2),
-        "tools_list_during_warm_up_vs_off": round(
-            lists["tools_list_during_warm_up_median_s"] / lists["tools_list_no_warm_up_median_s"], 2
+        **{key: round(value, 4) for key, value in figures.items()},
+        "kimi_initialize_vs_minimal_sdk_server": ratio("kimi_initialize_s", "minimal_initialize_s"),
+        "tools_list_warm_up_vs_off": ratio("tools_list_warm_up_s", "tools_list_no_warm_up_s"),
+        "tools_list_during_warm_up_vs_off": ratio(
+            "tools_list_during_warm_up_median_s", "tools_list_no_warm_up_median_s"
         ),
     }
     print(json.dumps(report, indent=2))

@@ -79,6 +79,7 @@ class WarmUp:
             await self.listed.wait()
         # Let the answer just produced (and a host's other list calls) go out before the work starts.
         await anyio.sleep(SETTLE_SECONDS)
+        logger.debug("warm-up starting (%s)", "tools listed" if self.listed.is_set() else "no listing yet")
         try:
             with settled_garbage(first_heavy_import="anthropic" not in sys.modules):
                 await self._step("imports", lambda: in_daemon_thread(lambda: import_all(IMPORTS)))

@@ -260,3 +260,40 @@ async def test_a_server_built_without_warm_up_leaves_everything_to_the_first_cal
         await client.list_tools()
         result = await client.call_tool("kimi_chat", {"prompt": "cold"})
     assert warm_ups.seen == [] and not result.is_error
+
+
+async def test_a_server_closed_during_its_warm_up_exits_cleanly(kimi_env: dict[str, str]) -> None:
+    """A host that lists the tools and closes at once (an inspector, a health check) catches the warm-up mid-import:
+    the server still exits by itself, with status 0 and nothing alarming on stderr."""
+    env = {"PATH": os.environ.get("PATH", ""), **kimi_env, "KIMI_CODE_DEBUG": "1"}
+    kimi_mcp = Path(sys.executable).parent / "kimi-mcp"
+    initialize = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "test", "version": "0"}}
+    lines = [
+        {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": initialize},
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
+    ]
+    stderr = bytearray()
+    started = anyio.Event()
+    async with await anyio.open_process([str(kimi_mcp), "serve"], env=env) as process:
+        assert process.stdin is not None and process.stdout is not None and process.stderr is not None
+        err = process.stderr
+
+        async def read_stderr() -> None:
+            async for chunk in err:
+                stderr.extend(chunk)
+                if b"warm-up starting" in stderr:
+                    started.set()
+
+        async with anyio.create_task_group() as readers:
+            readers.start_soon(read_stderr)
+            await process.stdin.send("".join(json.dumps(line) + "\n" for line in lines).encode())
+            with anyio.fail_after(WAIT_SECONDS):
+                await started.wait()  # the SDK import has just begun: it takes seconds
+            await process.stdin.aclose()
+            with anyio.fail_after(WAIT_SECONDS):
+                code = await process.wait()
+    text = stderr.decode(errors="replace")
+    assert code == 0, text[-4000:]
+    assert "warm-up step imports done" not in text  # it really was closed mid-import
+    assert "Traceback" not in text and "Fatal" not in text and "Exception in thread" not in text, text[-4000:]
