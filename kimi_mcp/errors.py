@@ -167,9 +167,11 @@ class BadRequest(UpstreamError):
 
 
 class IncompleteStream(UpstreamError):
-    def __init__(self) -> None:
+    """The reply started but never finished: no stop reason, or the connection was cut mid-stream."""
+
+    def __init__(self, cause: str = "no stop reason") -> None:
         super().__init__(
-            "Kimi's reply stream ended before the reply was complete (no stop reason). Call again to retry.",
+            f"Kimi's reply stream ended before the reply was complete ({cause}). Call again to retry.",
             retryable=True,
         )
 

@@ -104,8 +104,14 @@ async def stream_chat(sdk: AsyncAnthropic, body: dict[str, Any], on_progress: Pr
     state = _StreamState(model=body["model"], on_progress=on_progress)
     stream = await sdk.messages.create(stream=True, **_sdk_params(body))
     async with stream:
-        async for event in stream:
-            await state.handle(event)
+        try:
+            async for event in stream:
+                await state.handle(event)
+        except httpx2.TransportError as exc:
+            if isinstance(exc, httpx2.TimeoutException):
+                raise  # a stalled stream is a timeout (client.py says so), not a cut
+            # Kimi was reached and had begun to answer: the reply was cut, the network is not "unreachable".
+            raise errors.IncompleteStream(f"the connection closed mid-reply: {type(exc).__name__}") from None
     return state.result()
 
 

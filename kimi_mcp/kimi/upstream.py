@@ -62,9 +62,16 @@ def is_busy(status: int, message: str) -> bool:
 
 
 def retry_after_seconds(headers: httpx2.Headers | dict[str, str] | None, now: float | None = None) -> float | None:
-    """`Retry-After` as seconds to wait: delay-seconds or an HTTP date (RFC 9110 §10.2.3); None if absent/bad."""
+    """`Retry-After` as seconds to wait: delay-seconds or an HTTP date (RFC 9110 §10.2.3); None if absent/bad.
+
+    `retry-after-ms` comes first when present: the anthropic SDK's retry loop reads it before `Retry-After`.
+    """
     if not headers:
         return None
+    try:
+        return max(float(headers.get("retry-after-ms") or ""), 0.0) / 1000
+    except ValueError:
+        pass
     value = (headers.get("retry-after") or "").strip()
     if not value:
         return None

@@ -56,11 +56,12 @@ async def login_required_result(state: AppState, ctx: Context, reason: errors.Lo
     try:
         prompt = await _begin(state)
     except errors.KimiMcpError as exc:
-        text = f"{reason.message} Starting a device login failed too: {exc.message}"
+        # "Error:" like every kimi-mcp error: Codex does not show its model the isError flag (docs/hosts.md).
+        text = f"Error: {reason.message} Starting a device login failed too: {exc.message}"
         return CallToolResult(content=[TextContent(type="text", text=text)], is_error=True)
     await _ask_host_to_open(ctx, prompt)
     earlier = f" The previous login did not complete: {prompt.previous_error}" if prompt.previous_error else ""
-    text = f"{reason.reason}{earlier} Kimi needs a login. {_instructions(prompt)} "
+    text = f"Error: {reason.reason}{earlier} Kimi needs a login. {_instructions(prompt)} "
     text += "Alternatively set KIMI_API_KEY to a Kimi Code API key."
     return CallToolResult(content=[TextContent(type="text", text=text)], is_error=True)
 

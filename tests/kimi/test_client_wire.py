@@ -195,3 +195,14 @@ async def test_a_thinking_only_turn_without_placeholder_gets_a_note(fake_kimi: F
         result = await kimi.chat(ask())
     assert result.text == "" and result.thinking == "only thoughts"
     assert result.note and "only thinking" in result.note
+
+
+async def test_a_stream_cut_mid_reply_is_an_incomplete_reply_not_an_unreachable_kimi(
+    fake_kimi: FakeKimi, tmp_path: Path
+) -> None:
+    fake_kimi.script(*[Reply(text="partial answer " * 20, cut_after_events=5)] * 5)
+    async with KimiClient(settings_for(fake_kimi, tmp_path)) as kimi:
+        with pytest.raises(errors.IncompleteStream) as err:
+            await kimi.chat(ask())
+    assert "connection closed mid-reply" in str(err.value) and "Call again" in str(err.value)
+    assert "could not be reached" not in str(err.value)

@@ -31,6 +31,12 @@ def test_retry_after_reads_seconds_and_http_dates(value: str, seconds: float | N
     assert retry_after_seconds({"retry-after": value}, now=NOW) == seconds
 
 
+def test_retry_after_ms_comes_first_as_in_the_sdk() -> None:
+    # The SDK waits by retry-after-ms when it is there, so the long-wait check must read it too.
+    assert retry_after_seconds({"retry-after-ms": "45000", "retry-after": "1"}, now=NOW) == 45.0
+    assert retry_after_seconds({"retry-after-ms": "bad", "retry-after": "2"}, now=NOW) == 2.0
+
+
 @pytest.mark.parametrize(
     ("error_type", "message", "quota"),
     [

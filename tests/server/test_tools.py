@@ -77,6 +77,7 @@ async def test_without_credentials_kimi_chat_explains_how_to_log_in(
         status = await client.call_tool("kimi_login_status", {})
     assert result.is_error
     message = text_of(result)
+    assert message.startswith("Error: No Kimi credentials are configured.")
     assert "KIMI_API_KEY" in message and "log" in message.lower()
     assert fake_kimi.oauth_host in message  # the device-login URL is in the text
     assert fake_kimi.messages_requests() == []
