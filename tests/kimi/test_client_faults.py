@@ -15,21 +15,12 @@ import pytest
 
 from kimi_mcp import errors
 from kimi_mcp.kimi.client import KimiClient
-from kimi_mcp.kimi.models import ChatRequest, Message, StreamProgress, TextBlock
-from kimi_mcp.settings import Settings
+from kimi_mcp.kimi.models import StreamProgress
+from kimi_mcp.testing.client_setup import ask, settings_for
 from kimi_mcp.testing.fake_kimi import FakeKimi, Fault, Reply
 
 pytestmark = pytest.mark.anyio
 KEY = "sk-kimi-test-key"
-
-
-def settings_for(fake: FakeKimi, home: Path, **extra: str) -> Settings:
-    env = {"KIMI_API_KEY": KEY, "KIMI_CODE_BASE_URL": fake.base_url, "KIMI_MCP_HOME": str(home), **extra}
-    return Settings.from_env(env)
-
-
-def ask(text: str = "What is 2+2?") -> ChatRequest:
-    return ChatRequest(model="kimi-for-coding", messages=[Message(role="user", content=[TextBlock(text=text)])])
 
 
 async def test_busy_twice_then_success_takes_three_attempts(fake_kimi: FakeKimi, tmp_path: Path) -> None:

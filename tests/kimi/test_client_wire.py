@@ -10,21 +10,11 @@ import pytest
 from kimi_mcp import errors
 from kimi_mcp._version import __version__
 from kimi_mcp.kimi.client import KimiClient
-from kimi_mcp.kimi.models import ChatRequest, Message, TextBlock
-from kimi_mcp.settings import Settings
+from kimi_mcp.testing.client_setup import ask, settings_for
 from kimi_mcp.testing.fake_kimi import FakeKimi, Fault, Reply
 
 pytestmark = pytest.mark.anyio
 KEY = "sk-kimi-test-key"
-
-
-def settings_for(fake: FakeKimi, home: Path, **extra: str) -> Settings:
-    env = {"KIMI_API_KEY": KEY, "KIMI_CODE_BASE_URL": fake.base_url, "KIMI_MCP_HOME": str(home), **extra}
-    return Settings.from_env(env)
-
-
-def ask(text: str = "What is 2+2?") -> ChatRequest:
-    return ChatRequest(model="kimi-for-coding", messages=[Message(role="user", content=[TextBlock(text=text)])])
 
 
 async def test_request_carries_bearer_identity_and_no_api_key_header(fake_kimi: FakeKimi, tmp_path: Path) -> None:

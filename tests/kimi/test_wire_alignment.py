@@ -7,30 +7,19 @@ adds or reorders on the way is part of what is checked.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 from mcp import Client
 
 from kimi_mcp.kimi.client import KimiClient
-from kimi_mcp.kimi.models import ChatRequest, Message, TextBlock
 from kimi_mcp.server.app import build_server
 from kimi_mcp.settings import Settings
+from kimi_mcp.testing.client_setup import ask, settings_for
 from kimi_mcp.testing.fake_kimi import FakeKimi, Reply
 from kimi_mcp.testing.mcp_results import chat_meta, text_of
 
 pytestmark = pytest.mark.anyio
 KEY = "sk-kimi-test-key"
-
-
-def settings_for(fake: FakeKimi, home: Path, **extra: str) -> Settings:
-    env = {"KIMI_API_KEY": KEY, "KIMI_CODE_BASE_URL": fake.base_url, "KIMI_MCP_HOME": str(home), **extra}
-    return Settings.from_env(env)
-
-
-def ask(text: str = "q", **fields: Any) -> ChatRequest:
-    message = Message(role="user", content=[TextBlock(text=text)])
-    return ChatRequest(model="kimi-for-coding", messages=[message], **fields)
 
 
 _THINKING = {
