@@ -134,8 +134,9 @@ async def prepare_kimi(state: AppState) -> None:
 
 
 async def open_store(state: AppState) -> None:
-    """Open the conversation store (its schema checked, its worker thread started) as the first call would."""
-    await state.store.recent(1)
+    """Open the conversation store (its schema checked, its worker thread started) and run its hourly expiry,
+    as the first call would: its first append then finds the expiry done for the hour."""
+    await state.store.expire_now_and_then()
 
 
 def import_all(names: tuple[str, ...]) -> None:

@@ -130,7 +130,7 @@ class ConversationStore:
         if not is_conversation_id(conversation_id):
             raise ValueError(f"not a conversation id: {_shortened(conversation_id)!r}")
         index = await self._db.run(lambda conn: _append(conn, conversation_id, model, wire, system, turn))
-        await self._expire_now_and_then()
+        await self.expire_now_and_then()
         return index
 
     async def continue_conversation(self, loaded: Conversation, turn: Turn) -> Appended:
@@ -143,7 +143,7 @@ class ConversationStore:
         """
         branch_id = self.new_id()
         appended = await self._db.run(lambda conn: _continue(conn, loaded, turn, branch_id))
-        await self._expire_now_and_then()
+        await self.expire_now_and_then()
         return appended
 
     async def recent(self, limit: int = 50) -> list[ConversationSummary]:
@@ -163,7 +163,7 @@ class ConversationStore:
     def _cutoff(self) -> float:
         return time.time() - self.max_age_seconds
 
-    async def _expire_now_and_then(self) -> None:
+    async def expire_now_and_then(self) -> None:
         """Expire at most once an hour per store: a cheap indexed delete that keeps the file from growing."""
         if time.monotonic() < self._next_expiry:
             return
