@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import anyio
 
@@ -32,6 +33,18 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     serve = commands.add_parser("serve", help="run the MCP server (stdio by default; what hosts spawn)")
     serve.add_argument("--transport", choices=["stdio", "http"], default="stdio")
+    http = serve.add_argument_group("--transport http")
+    http.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    http.add_argument("--port", type=int, default=8765, help="port to listen on; 0 picks a free one (default 8765)")
+    http.add_argument("--path", default="/mcp", help="path of the MCP endpoint (default /mcp)")
+    http.add_argument("--stateless", action="store_true", help="no sessions: each request stands alone")
+    http.add_argument("--token-file", help="file holding the bearer token (instead of KIMI_MCP_HTTP_TOKEN)")
+    http.add_argument(
+        "--allowed-host", action="append", default=[], help="extra accepted Host value, e.g. kimi.example.com:443"
+    )
+    http.add_argument(
+        "--allowed-origin", action="append", default=[], help="extra accepted Origin, e.g. https://example.com"
+    )
     commands.add_parser("login", help="log in with your Kimi account (device login in the browser)")
     commands.add_parser("logout", help="forget the stored Kimi login")
     commands.add_parser("status", help="show the login state and the plan's quota")
@@ -66,7 +79,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     if settings.api_key is not None:
         logs.register_secret(settings.api_key.get_secret_value())
     try:
-        if command == "serve":
+        if command == "serve" and getattr(args, "transport", "stdio") == "http":
+            _serve_http(settings, args)
+        elif command == "serve":
             _serve(settings, getattr(args, "transport", "stdio"))
         elif command == "chat":
             anyio.run(_chat, settings, args.prompt, args.system)
@@ -89,9 +104,6 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 def _serve(settings: Settings, transport: str) -> None:
-    if transport != "stdio":
-        say("--transport http is not available yet; use stdio (the default).")
-        raise SystemExit(2)
     if _stdin_is_terminal():
         _exit_on_first_interrupt()
         say(TERMINAL_HINT)
@@ -99,6 +111,58 @@ def _serve(settings: Settings, transport: str) -> None:
     from kimi_mcp.server.stdio_guard import serve_stdio
 
     anyio.run(serve_stdio, build_server(settings))  # run("stdio"), but every request line gets an answer
+
+
+def _serve_http(settings: Settings, args: argparse.Namespace) -> None:
+    from kimi_mcp import logs
+    from kimi_mcp.server import http
+
+    token = _read_token_file(args.token_file) if args.token_file else None
+    if token is None and settings.http_token is not None:
+        token = settings.http_token.get_secret_value()
+    logs.register_secret(token)
+    path = args.path if args.path.startswith("/") else f"/{args.path}"
+    if not 0 <= args.port <= 65535:
+        say(f"--port {args.port} is not a port; use 0-65535 (0 picks a free one).")
+        raise SystemExit(2)
+    if token is None and not http.is_loopback(args.host):
+        say(
+            f"refusing to listen on {args.host} without a token: anyone who can reach it could use your Kimi plan. "
+            "Set KIMI_MCP_HTTP_TOKEN (16+ characters, e.g. `openssl rand -hex 32`) or pass --token-file, "
+            "or listen on 127.0.0.1."
+        )
+        raise SystemExit(2)
+    options = http.HttpOptions(
+        host=args.host,
+        port=args.port,
+        path=path,
+        stateless=args.stateless,
+        token=token,
+        allowed_hosts=(*settings.allowed_hosts, *args.allowed_host),
+        allowed_origins=(*settings.allowed_origins, *args.allowed_origin),
+    )
+    try:
+        http.serve(settings, options)
+    except OSError as exc:  # the address is taken or not ours to bind
+        say(f"cannot listen on {http.url_of(args.host, args.port, path)}: {exc.strerror or exc}.")
+        raise SystemExit(1) from None
+
+
+def _read_token_file(name: str) -> str:
+    """The token in `name`, read once at start; a warning when others may read the file."""
+    path = Path(name).expanduser()
+    try:
+        mode = path.stat().st_mode
+        token = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        say(f"--token-file {path}: cannot read it ({getattr(exc, 'strerror', None) or exc}).")
+        raise SystemExit(2) from None
+    if len(token) < 16:
+        say(f"--token-file {path}: the token must be at least 16 characters (e.g. `openssl rand -hex 32`).")
+        raise SystemExit(2)
+    if mode & 0o077:
+        say(f"warning: --token-file {path} can be read by other users (mode {mode & 0o777:o}); `chmod 600` it.")
+    return token
 
 
 def _stdin_is_terminal() -> bool:

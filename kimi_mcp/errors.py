@@ -228,3 +228,23 @@ class InvalidArguments(KimiMcpError):
 
     def __init__(self, tool: str, problems: list[str]) -> None:
         super().__init__(f"Invalid arguments for {tool}: {'; '.join(problems)}.")
+
+
+class ServerShuttingDown(KimiMcpError):
+    """The HTTP server was asked to stop and the call did not finish within the shutdown grace period."""
+
+    def __init__(self, grace_seconds: float) -> None:
+        super().__init__(
+            f"kimi-mcp is shutting down and stopped this call after waiting {grace_seconds:g} s for it to finish "
+            "(KIMI_MCP_SHUTDOWN_GRACE_SECONDS); nothing of it was saved. Send it again once the server is back."
+        )
+
+
+class RequestBodyTooLarge(KimiMcpError):
+    """An HTTP request body is over KIMI_MCP_HTTP_MAX_BODY_BYTES."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"The request body is larger than this server accepts ({limit:,} bytes, KIMI_MCP_HTTP_MAX_BODY_BYTES). "
+            "Send smaller content, e.g. a file path on the server's disk instead of inline data."
+        )

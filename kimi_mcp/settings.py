@@ -89,6 +89,17 @@ class Settings(BaseModel):
     conversation_max_age_days: Annotated[float, Field(gt=0)] = Field(
         30.0, validation_alias=_env("KIMI_MCP_CONVERSATION_MAX_AGE_DAYS", "conversation_max_age_days")
     )
+    # `serve --transport http` (server/http.py): the bearer token every MCP request must carry, the Host and
+    # Origin values a proxy in front may use besides the loopback ones, the request body cap and the shutdown grace.
+    http_token: SecretStr | None = Field(None, validation_alias=_env("KIMI_MCP_HTTP_TOKEN", "http_token"))
+    allowed_hosts: tuple[str, ...] = Field((), validation_alias=_env("KIMI_MCP_ALLOWED_HOSTS", "allowed_hosts"))
+    allowed_origins: tuple[str, ...] = Field((), validation_alias=_env("KIMI_MCP_ALLOWED_ORIGINS", "allowed_origins"))
+    http_max_body_bytes: Annotated[int, Field(ge=1024, le=1_073_741_824)] = Field(
+        26_214_400, validation_alias=_env("KIMI_MCP_HTTP_MAX_BODY_BYTES", "http_max_body_bytes")
+    )
+    shutdown_grace_seconds: Annotated[float, Field(ge=0, le=3600)] = Field(
+        30.0, validation_alias=_env("KIMI_MCP_SHUTDOWN_GRACE_SECONDS", "shutdown_grace_seconds")
+    )
 
     @field_validator("base_url", "oauth_host", mode="before")
     @classmethod
@@ -128,10 +139,25 @@ class Settings(BaseModel):
             headers[name] = header_value
         return headers
 
-    @field_validator("api_key", mode="before")
+    @field_validator("api_key", "http_token", mode="before")
     @classmethod
     def _blank_key_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("http_token", mode="after")
+    @classmethod
+    def _long_enough_token(cls, value: SecretStr | None) -> SecretStr | None:
+        # Short tokens can be guessed, and logs.register_secret ignores values under 8 characters.
+        if value is not None and len(value.get_secret_value().strip()) < 16:
+            raise ValueError("must be at least 16 characters (e.g. the output of `openssl rand -hex 32`)")
+        return SecretStr(value.get_secret_value().strip()) if value is not None else None
+
+    @field_validator("allowed_hosts", "allowed_origins", mode="before")
+    @classmethod
+    def _comma_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
 
     @field_validator("cache_retention", "thinking", mode="before")
     @classmethod

@@ -152,4 +152,6 @@ def test_the_readme_table_lists_every_setting_with_its_default() -> None:
         row = next((row for key, row in rows.items() if key.startswith(f"`{variable}`")), None)
         assert row is not None, f"{variable} is missing from the README settings table"
         if isinstance(field.default, int | float) and not isinstance(field.default, bool):
-            assert f"`{field.default:g}`" in row, f"README gives another default for {variable}"
+            # `:g` would write a large whole number such as 26214400 as 2.62144e+07.
+            default = str(field.default) if isinstance(field.default, int) else f"{field.default:g}"
+            assert f"`{default}`" in row, f"README gives another default for {variable}"

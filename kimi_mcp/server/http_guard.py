@@ -1,0 +1,132 @@
+"""The HTTP server's own checks around the SDK's streamable HTTP app: the bearer token, the body cap's answer, the
+graceful drain.
+
+The token goes through the SDK's auth hooks (`token_verifier=` with `AuthSettings`): its `RequireAuthMiddleware`
+answers 401 with `WWW-Authenticate: Bearer` before the MCP endpoint reads anything. The SDK also enforces the body
+cap (`max_request_body_size`: Content-Length first, then the chunks as they arrive), but answers with a bare
+"Request body too large"; `Gate` gives that 413 a JSON-RPC error body that says which setting to change.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from typing import Any
+
+import anyio
+from mcp.server.auth.provider import AccessToken
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
+from mcp_types import CallToolResult, TextContent
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from kimi_mcp.errors import RequestBodyTooLarge, ServerShuttingDown
+
+CLIENT_ID = "kimi-mcp-http"
+
+
+class StaticTokenVerifier:
+    """Accepts exactly one bearer token, compared in constant time."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token.encode("utf-8")
+
+    async def verify_token(self, token: str) -> AccessToken | None:
+        # Starlette decodes headers as latin-1; surrogatepass keeps any odd input comparable instead of raising.
+        if hmac.compare_digest(token.encode("utf-8", "surrogatepass"), self._token):
+            return AccessToken(token=token, client_id=CLIENT_ID, scopes=[])
+        return None
+
+
+class CallGuard:
+    """MCPServer middleware: tool calls in flight, so a shutdown past its grace period can stop them readably."""
+
+    def __init__(self, grace_seconds: float) -> None:
+        self._grace = grace_seconds
+        self._scopes: set[anyio.CancelScope] = set()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._scopes)
+
+    async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        if ctx.method != "tools/call":
+            return await call_next(ctx)
+        with anyio.CancelScope() as scope:
+            self._scopes.add(scope)
+            try:
+                return await call_next(ctx)
+            finally:
+                self._scopes.discard(scope)
+        # Only our own cancel() lands here; a client's cancellation still propagates as before.
+        message = ServerShuttingDown(self._grace).message
+        return CallToolResult(content=[TextContent(type="text", text=message)], is_error=True)
+
+    def stop_all(self) -> None:
+        for scope in list(self._scopes):
+            scope.cancel()
+
+
+class Gate:
+    """Outermost ASGI layer: refuses new requests while draining, ends idle SSE streams, words the 413."""
+
+    def __init__(self, app: ASGIApp, mcp_path: str, max_body_bytes: int) -> None:
+        self._app = app
+        self._mcp_path = mcp_path
+        self._max_body_bytes = max_body_bytes
+        self._streams: set[anyio.CancelScope] = set()
+        self.draining = False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        if self.draining:
+            await _send_json(send, 503, _rpc_error(-32000, "kimi-mcp is shutting down; try again shortly."))
+            return
+        send = self._worded_413(send)
+        if scope["method"] != "GET" or scope["path"] != self._mcp_path:
+            await self._app(scope, receive, send)
+            return
+        # A GET on the endpoint is the standalone SSE stream: it carries no call and stays open for as long as the
+        # client keeps it, so a shutdown ends it at once instead of waiting out the grace period for it.
+        with anyio.CancelScope() as stream_scope:
+            self._streams.add(stream_scope)
+            try:
+                await self._app(scope, receive, send)
+            finally:
+                self._streams.discard(stream_scope)
+
+    def drain(self) -> None:
+        """Stop taking requests and end the standalone SSE streams; calls in flight go on."""
+        self.draining = True
+        for stream_scope in list(self._streams):
+            stream_scope.cancel()
+
+    def _worded_413(self, send: Send) -> Send:
+        replacing = False
+
+        async def wrapped(message: Message) -> None:
+            nonlocal replacing
+            if message["type"] == "http.response.start" and message["status"] == 413:
+                replacing = True
+                return
+            if replacing:
+                if not message.get("more_body", False):
+                    body = _rpc_error(-32600, RequestBodyTooLarge(self._max_body_bytes).message)
+                    await _send_json(send, 413, body, close=True)
+                return
+            await send(message)
+
+        return wrapped
+
+
+def _rpc_error(code: int, message: str) -> bytes:
+    return json.dumps({"jsonrpc": "2.0", "id": None, "error": {"code": code, "message": message}}).encode()
+
+
+async def _send_json(send: Send, status: int, body: bytes, *, close: bool = True) -> None:
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,103 @@
+"""`kimi-mcp serve --transport http` as a child process, and an `mcp` client connected to it (tests, bench).
+
+The child binds port 0 and says where it serves in one stderr line ("kimi-mcp: serving MCP on URL"); `http_child`
+waits for that line, not for a fixed time, and keeps reading stderr so the child never blocks on a full pipe.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import anyio
+import httpx2
+from anyio.abc import Process
+from anyio.streams.text import TextReceiveStream
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+
+KIMI_MCP = Path(sys.executable).parent / "kimi-mcp"
+SERVING = "kimi-mcp: serving MCP on "
+READY_SECONDS = 90.0
+CALL_TIMEOUT = 60.0
+
+
+@dataclass
+class HttpChild:
+    process: Process
+    url: str = ""
+    lines: list[str] = field(default_factory=list)
+
+    @property
+    def base(self) -> str:
+        return self.url.rsplit("/", 1)[0] if self.url.count("/") > 2 else self.url
+
+    @property
+    def stderr(self) -> str:
+        return "\n".join(self.lines)
+
+    async def wait(self, seconds: float = READY_SECONDS) -> int:
+        with anyio.fail_after(seconds):
+            return await self.process.wait()
+
+
+async def _pump(child: HttpChild, ready: anyio.Event) -> None:
+    assert child.process.stderr is not None
+    pending = ""
+    async for chunk in TextReceiveStream(child.process.stderr, errors="replace"):
+        pending += chunk
+        *complete, pending = pending.split("\n")
+        for line in complete:
+            child.lines.append(line)
+            if line.startswith(SERVING) and not child.url:
+                child.url = line[len(SERVING) :].strip()
+                ready.set()
+    if pending:
+        child.lines.append(pending)
+    ready.set()  # the child ended without serving: let the waiter see that
+
+
+@asynccontextmanager
+async def http_child(env: dict[str, str], *args: str, port: str = "0") -> AsyncIterator[HttpChild]:
+    """A serving child (`--port 0` unless given in `args`); terminated on exit unless it already ended."""
+    command = [str(KIMI_MCP), "serve", "--transport", "http", *(() if "--port" in args else ("--port", port)), *args]
+    process = await anyio.open_process(
+        command,
+        env={"PATH": os.environ.get("PATH", ""), **env},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    child = HttpChild(process)
+    ready = anyio.Event()
+    try:
+        async with anyio.create_task_group() as group:
+            group.start_soon(_pump, child, ready)
+            with anyio.fail_after(READY_SECONDS):
+                await ready.wait()
+            try:
+                yield child
+            finally:
+                if process.returncode is None:
+                    process.terminate()
+                with anyio.fail_after(READY_SECONDS), anyio.CancelScope(shield=True):
+                    await process.wait()
+    finally:
+        print(f"--- kimi-mcp serve --transport http stderr ---\n{child.stderr}")
+
+
+@asynccontextmanager
+async def http_client(url: str, token: str | None, *, mode: str = "auto") -> AsyncIterator[Client]:
+    """An `mcp` Client over streamable HTTP, sending `Authorization: Bearer <token>` when a token is given."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    timeout = httpx2.Timeout(30.0, read=CALL_TIMEOUT * 2)
+    async with httpx2.AsyncClient(headers=headers, timeout=timeout) as http:
+        async with Client(
+            streamable_http_client(url, http_client=http), mode=mode, read_timeout_seconds=CALL_TIMEOUT
+        ) as client:
+            yield client
