@@ -1,0 +1,105 @@
+"""SIGTERM/SIGINT on `kimi-mcp serve --transport http`: calls in flight finish within the grace period or end with
+a readable error, the process exits 0, and the store holds every finished turn."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import anyio
+import pytest
+from mcp_types import CallToolResult
+
+from kimi_mcp.store import ConversationStore
+from kimi_mcp.testing.fake_kimi import FakeKimi, Reply
+from kimi_mcp.testing.http_child import HttpChild, http_child, http_client
+from kimi_mcp.testing.mcp_results import chat_meta, reply_of, text_of
+
+pytestmark = pytest.mark.anyio
+
+TOKEN = "test-token-0123456789abcdef"
+
+
+async def recent(home: str) -> dict[str, int]:
+    store = ConversationStore(Path(home), max_age_seconds=86_400)
+    try:
+        return {summary.id: summary.turns for summary in await store.recent()}
+    finally:
+        await store.aclose()
+
+
+async def slow_call_then_signal(child: HttpChild, signum: int, prompt: str) -> CallToolResult:
+    """Start a kimi_chat, send `signum` once its reply is streaming, return the call's result."""
+    streaming = anyio.Event()
+    outcome: list[CallToolResult] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        if message and "chars" in message:
+            streaming.set()
+
+    async with http_client(child.url, TOKEN) as client:
+        # The client checks a result against the tool's output schema, listing the tools first if it has not:
+        # list them now, while the server still takes requests.
+        await client.list_tools()
+        async with anyio.create_task_group() as group:
+
+            async def call() -> None:
+                outcome.append(await client.call_tool("kimi_chat", {"prompt": prompt}, progress_callback=on_progress))
+
+            group.start_soon(call)
+            with anyio.fail_after(60):
+                await streaming.wait()
+            child.process.send_signal(signum)
+    return outcome[0]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+async def test_a_call_in_flight_finishes_within_the_grace_period_and_the_process_exits_0(
+    signum: int, kimi_env: dict[str, str], fake_kimi: FakeKimi
+) -> None:
+    env = {**kimi_env, "KIMI_MCP_HTTP_TOKEN": TOKEN, "KIMI_MCP_SHUTDOWN_GRACE_SECONDS": "120"}
+    fake_kimi.script(Reply(text="slow " * 20, text_deltas=["slow "] * 20, delay=0.1))
+    async with http_child(env) as child:
+        result = await slow_call_then_signal(child, signum, "finish me")
+        status = await child.wait()
+    assert not result.is_error and reply_of(result) == "slow " * 20
+    assert status == 0
+    assert "stopping; 1 call(s) in flight" in child.stderr
+    stored = await recent(kimi_env["KIMI_MCP_HOME"])
+    assert stored == {chat_meta(result)["conversation_id"]: 1}
+
+
+async def test_past_the_grace_period_the_call_gets_a_readable_error_and_finished_turns_stay(
+    kimi_env: dict[str, str], fake_kimi: FakeKimi
+) -> None:
+    env = {**kimi_env, "KIMI_MCP_HTTP_TOKEN": TOKEN, "KIMI_MCP_SHUTDOWN_GRACE_SECONDS": "1"}
+    fake_kimi.script(Reply(text="done"), Reply(text="never " * 200, text_deltas=["never "] * 200, delay=0.5))
+    async with http_child(env) as child:
+        async with http_client(child.url, TOKEN) as client:
+            finished = await client.call_tool("kimi_chat", {"prompt": "quick one"})
+        started = time.monotonic()
+        result = await slow_call_then_signal(child, signal.SIGTERM, "too slow")
+        status = await child.wait()
+        took = time.monotonic() - started
+    assert result.is_error and "shutting down" in text_of(result)
+    assert "KIMI_MCP_SHUTDOWN_GRACE_SECONDS" in text_of(result)
+    assert status == 0
+    assert took < 60  # the reply would take ~100 s: the grace period cut it short
+    stored = await recent(kimi_env["KIMI_MCP_HOME"])
+    assert stored == {chat_meta(finished)["conversation_id"]: 1}  # the finished turn, nothing of the stopped one
+
+
+async def test_an_idle_client_does_not_hold_the_shutdown_for_the_grace_period(
+    kimi_env: dict[str, str], fake_kimi: FakeKimi
+) -> None:
+    env = {**kimi_env, "KIMI_MCP_HTTP_TOKEN": TOKEN, "KIMI_MCP_SHUTDOWN_GRACE_SECONDS": "300"}
+    async with http_child(env) as child:
+        async with http_client(child.url, TOKEN) as client:
+            await client.list_tools()  # connected, with its standalone SSE stream open
+            started = time.monotonic()
+            child.process.send_signal(signal.SIGTERM)
+            status = await child.wait()
+            took = time.monotonic() - started
+    assert status == 0
+    assert took < 120, f"shutdown took {took:.0f} s with nothing in flight"
