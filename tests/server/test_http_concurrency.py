@@ -1,123 +1,41 @@
 """Many callers at once over streamable HTTP: one `kimi-mcp serve --transport http` process, several MCP sessions.
 
-The server runs as a real process (the command users run); each session is an `mcp.Client` with its own HTTP
-connection pool and the bearer token. What must hold across sessions: every call succeeds, each reaches Kimi
-exactly once, and a stale login is refreshed once for all of them (docs/architecture.md: one KimiClient, one
-token source per server).
+The server runs as a real process (the command users run, kimi_mcp/testing/http_child.py); each session is an
+`mcp.Client` with its own HTTP connection pool and the bearer token. What must hold across sessions: every call
+succeeds, each reaches Kimi exactly once, and a stale login is refreshed once for all of them
+(docs/architecture.md: one KimiClient, one token source per server).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx2
 import pytest
 from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
 
 from kimi_mcp.auth.oauth import TokenResponse
 from kimi_mcp.auth.store import CredentialStore, StoredLogin
 from kimi_mcp.testing.fake_kimi import FakeKimi, Reply
 from kimi_mcp.testing.fake_script import last_user_text
+from kimi_mcp.testing.http_child import http_child, http_client
 from kimi_mcp.testing.mcp_results import reply_of, text_of
 
 pytestmark = pytest.mark.anyio
 
-KIMI_MCP = Path(sys.executable).parent / "kimi-mcp"
 TOKEN = "http-test-token-0123456789abcdef"
-READY_LINE = "kimi-mcp: serving MCP on "
-START_TIMEOUT = 60.0
 SESSIONS = 5
 CALLS = 50
 
-StartServer = Callable[[dict[str, str]], str]
-Session = Callable[[str], AbstractAsyncContextManager[Client]]
 
-
-class ServerProcess:
-    """`kimi-mcp serve --transport http` in a child process; stderr is drained by a thread so it never blocks."""
-
-    def __init__(self, env: dict[str, str]) -> None:
-        command = [str(KIMI_MCP), "serve", "--transport", "http", "--port", "0"]  # the ready line names the port
-        child_env = {"PATH": os.environ.get("PATH", ""), "KIMI_MCP_HTTP_TOKEN": TOKEN, **env}
-        self.process = subprocess.Popen(command, env=child_env, stderr=subprocess.PIPE, text=True)
-        self.lines: list[str] = []
-        self.url: str | None = None
-        self._ready = threading.Event()
-        threading.Thread(target=self._drain, daemon=True).start()
-
-    def _drain(self) -> None:
-        assert self.process.stderr is not None
-        for line in self.process.stderr:
-            self.lines.append(line)
-            if self.url is None and line.startswith(READY_LINE):
-                self.url = line[len(READY_LINE) :].strip()
-                self._ready.set()
-        self._ready.set()  # the process ended: wake the waiter, which then sees no URL
-
-    def wait_ready(self) -> str:
-        self._ready.wait(START_TIMEOUT)
-        if self.url is None:
-            self.stop()
-            pytest.fail(f"kimi-mcp serve --transport http did not start:\n{''.join(self.lines)}")
-        return self.url
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(START_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
-@pytest.fixture
-def start_server() -> Iterator[StartServer]:
-    """Start a server with exactly `env` (plus PATH and the HTTP token); return its MCP URL once it listens."""
-    started: list[ServerProcess] = []
-
-    def start(env: dict[str, str]) -> str:
-        server = ServerProcess(env)
-        started.append(server)
-        return server.wait_ready()
-
-    yield start
-    for server in started:
-        server.stop()
-
-
-@pytest.fixture
-def session() -> Session:
-    """One MCP session over HTTP with its own connection pool, sending the bearer token on every request."""
-
-    @asynccontextmanager
-    async def open_session(url: str) -> Any:
-        headers = {"Authorization": f"Bearer {TOKEN}"}
-        timeout = httpx2.Timeout(120, read=300)
-        async with httpx2.AsyncClient(headers=headers, timeout=timeout) as http:
-            async with Client(streamable_http_client(url, http_client=http), mode="legacy") as client:
-                yield client
-
-    return open_session
-
-
-async def chat_concurrently(url: str, session: Session, prompts: list[str]) -> dict[str, Any]:
+async def chat_concurrently(url: str, prompts: list[str]) -> dict[str, Any]:
     """Spread `prompts` over SESSIONS sessions, all calls in flight at once; return each prompt's result."""
     results: dict[str, Any] = {}
 
     async def one_session(mine: list[str]) -> None:
-        async with session(url) as client, anyio.create_task_group() as calls:
+        async with http_client(url, TOKEN, mode="legacy") as client, anyio.create_task_group() as calls:
             for prompt in mine:
                 calls.start_soon(call, client, prompt)
 
@@ -154,13 +72,14 @@ def account_env(kimi_env: dict[str, str]) -> dict[str, str]:
 
 
 async def test_fifty_concurrent_calls_over_several_sessions_all_succeed(
-    start_server: StartServer, session: Session, kimi_env: dict[str, str], fake_kimi: FakeKimi
+    kimi_env: dict[str, str], fake_kimi: FakeKimi
 ) -> None:
     # Each answer takes about a second, so calls that were really served at once overlap at the fake.
     fake_kimi.script(*[Reply(text="Concurrent answer.", delay=0.2) for _ in range(CALLS)])
-    url = start_server({**kimi_env, "KIMI_MCP_MAX_CONCURRENCY": "50"})
     prompts = [f"<question {n}>" for n in range(CALLS)]
-    results = await chat_concurrently(url, session, prompts)
+    env = {**kimi_env, "KIMI_MCP_HTTP_TOKEN": TOKEN, "KIMI_MCP_MAX_CONCURRENCY": "50"}
+    async with http_child(env) as server:
+        results = await chat_concurrently(server.url, prompts)
 
     assert sorted(results) == sorted(prompts)
     assert not {prompt: text_of(result) for prompt, result in results.items() if result.is_error}
@@ -173,12 +92,12 @@ async def test_fifty_concurrent_calls_over_several_sessions_all_succeed(
 
 
 async def test_an_expired_stored_login_is_refreshed_once_for_all_sessions(
-    start_server: StartServer, session: Session, account_env: dict[str, str], fake_kimi: FakeKimi
+    account_env: dict[str, str], fake_kimi: FakeKimi
 ) -> None:
     old = store_login(fake_kimi, Path(account_env["KIMI_MCP_HOME"]), expires_in=0)
-    url = start_server(account_env)
     prompts = [f"after expiry {n}" for n in range(20)]
-    results = await chat_concurrently(url, session, prompts)
+    async with http_child({**account_env, "KIMI_MCP_HTTP_TOKEN": TOKEN}) as server:
+        results = await chat_concurrently(server.url, prompts)
 
     assert not {prompt: text_of(result) for prompt, result in results.items() if result.is_error}
     assert refreshes(fake_kimi) == 1
@@ -189,14 +108,14 @@ async def test_an_expired_stored_login_is_refreshed_once_for_all_sessions(
 
 
 async def test_concurrent_401s_across_sessions_cause_one_refresh(
-    start_server: StartServer, session: Session, account_env: dict[str, str], fake_kimi: FakeKimi
+    account_env: dict[str, str], fake_kimi: FakeKimi
 ) -> None:
     # The store says the token is good for 15 minutes, but Kimi already rejects it: every call in flight gets a
     # 401 with the same stale token, and the server must refresh once and retry each with the new one.
     old = store_login(fake_kimi, Path(account_env["KIMI_MCP_HOME"]), expires_in=0, stored_ttl=900)
-    url = start_server(account_env)
     prompts = [f"after revocation {n}" for n in range(20)]
-    results = await chat_concurrently(url, session, prompts)
+    async with http_child({**account_env, "KIMI_MCP_HTTP_TOKEN": TOKEN}) as server:
+        results = await chat_concurrently(server.url, prompts)
 
     assert not {prompt: text_of(result) for prompt, result in results.items() if result.is_error}
     assert refreshes(fake_kimi) == 1

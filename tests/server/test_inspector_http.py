@@ -1,36 +1,32 @@
 """kimi-mcp through the MCP Inspector CLI — a client nobody here wrote — over streamable HTTP with a bearer token.
 
-One `kimi-mcp serve --transport http` process per test; the Inspector connects to its URL with
-`--transport http --header "Authorization: Bearer …"`. The Inspector is found as in test_inspector.py (pinned in
-.ci/node, or $KIMI_MCP_INSPECTOR): when CI could not install it these tests fail rather than skip; on a developer
-machine without it they skip.
+One `kimi-mcp serve --transport http` process per test (kimi_mcp/testing/http_child.py); the Inspector connects
+to its URL with `--transport http --header "Authorization: Bearer …"`. The Inspector is found as in
+test_inspector.py (pinned in .ci/node, or $KIMI_MCP_INSPECTOR): when CI could not install it these tests fail
+rather than skip; on a developer machine without it they skip.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from kimi_mcp.testing.fake_kimi import FakeKimi
+from kimi_mcp.testing.http_child import http_child
 
-pytestmark = pytest.mark.inspector
+pytestmark = [pytest.mark.inspector, pytest.mark.anyio]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-KIMI_MCP = Path(sys.executable).parent / "kimi-mcp"
 TOKEN = "inspector-http-token-0123456789"
-READY_LINE = "kimi-mcp: serving MCP on "
 TIMEOUT_SECONDS = 60
 
-Inspect = Callable[..., tuple[int, dict[str, Any]]]
+Inspect = Callable[..., Awaitable[tuple[int, dict[str, Any]]]]
 
 
 def inspector_binary() -> Path:
@@ -44,42 +40,15 @@ def inspector_binary() -> Path:
 
 
 @pytest.fixture
-def server_url(kimi_env: dict[str, str]) -> Iterator[str]:
+async def server_url(kimi_env: dict[str, str]) -> AsyncIterator[str]:
     """A `kimi-mcp serve --transport http` on a free loopback port, with the fake's API key and TOKEN required."""
-    env = {"PATH": os.environ.get("PATH", ""), "KIMI_MCP_HTTP_TOKEN": TOKEN, **kimi_env}
-    command = [str(KIMI_MCP), "serve", "--transport", "http", "--port", "0"]
-    process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
-    lines: list[str] = []
-    urls: list[str] = []
-    ready = threading.Event()
-
-    def drain() -> None:  # read stderr to the end, so the server never blocks on a full pipe
-        assert process.stderr is not None
-        for line in process.stderr:
-            lines.append(line)
-            if not urls and line.startswith(READY_LINE):
-                urls.append(line[len(READY_LINE) :].strip())
-                ready.set()
-        ready.set()
-
-    threading.Thread(target=drain, daemon=True).start()
-    try:
-        ready.wait(TIMEOUT_SECONDS)
-        if not urls:
-            pytest.fail(f"kimi-mcp serve --transport http did not start:\n{''.join(lines)}")
-        yield urls[0]
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(TIMEOUT_SECONDS)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    async with http_child({**kimi_env, "KIMI_MCP_HTTP_TOKEN": TOKEN}) as server:
+        yield server.url
 
 
 @pytest.fixture
 def inspector(tmp_path: Path, server_url: str) -> Inspect:
-    """Run one Inspector CLI request against the server; return (exit code, the JSON it printed).
+    """Run one Inspector CLI request against the server; return (exit code, the JSON it printed, or its stderr).
 
     The Inspector runs with a throwaway HOME, so it neither reads nor writes the developer's catalog.
     """
@@ -87,19 +56,15 @@ def inspector(tmp_path: Path, server_url: str) -> Inspect:
     home = tmp_path / "inspector-home"
     home.mkdir()
 
-    def run(method: str, *options: str, token: str = TOKEN) -> tuple[int, dict[str, Any]]:
+    async def run(method: str, *options: str, token: str = TOKEN) -> tuple[int, dict[str, Any]]:
         command = [str(binary), "--cli", "--format", "json", server_url, "--transport", "http"]
         command += ["--header", f"Authorization: Bearer {token}", "--method", method, *options]
-        done = subprocess.run(
-            command,
-            env={"PATH": os.environ.get("PATH", ""), "HOME": str(home)},
-            capture_output=True,
-            text=True,
-            timeout=TIMEOUT_SECONDS,
-            check=False,
-        )
-        output = done.stdout.strip()
-        return done.returncode, json.loads(output) if output else {"stderr": done.stderr}
+        with anyio.fail_after(TIMEOUT_SECONDS):
+            done = await anyio.run_process(
+                command, env={"PATH": os.environ.get("PATH", ""), "HOME": str(home)}, check=False
+            )
+        output = done.stdout.decode().strip()
+        return done.returncode, json.loads(output) if output else {"stderr": done.stderr.decode()}
 
     return run
 
@@ -111,8 +76,10 @@ def payload(result: dict[str, Any]) -> dict[str, Any]:
     return json.loads(blocks[0]["text"])
 
 
-def test_inspector_over_http_calls_kimi_chat(inspector: Inspect, kimi_env: dict[str, str], fake_kimi: FakeKimi) -> None:
-    code, out = inspector("tools/call", "--tool-name", "kimi_chat", "--tool-arg", "prompt=Hello over HTTP")
+async def test_inspector_over_http_calls_kimi_chat(
+    inspector: Inspect, kimi_env: dict[str, str], fake_kimi: FakeKimi
+) -> None:
+    code, out = await inspector("tools/call", "--tool-name", "kimi_chat", "--tool-arg", "prompt=Hello over HTTP")
     assert code == 0, out
     result = out["result"]
     assert result["isError"] is False and "structuredContent" not in result
@@ -125,8 +92,8 @@ def test_inspector_over_http_calls_kimi_chat(inspector: Inspect, kimi_env: dict[
     assert TOKEN not in json.dumps(sent.headers) and TOKEN not in sent.body.decode()
 
 
-def test_inspector_over_http_reads_login_status(inspector: Inspect, kimi_env: dict[str, str]) -> None:
-    code, out = inspector("tools/call", "--tool-name", "kimi_login_status")
+async def test_inspector_over_http_reads_login_status(inspector: Inspect, kimi_env: dict[str, str]) -> None:
+    code, out = await inspector("tools/call", "--tool-name", "kimi_login_status")
     assert code == 0, out
     status = payload(out["result"])
     assert status["logged_in"] is True and status["method"] == "api_key"
@@ -134,18 +101,18 @@ def test_inspector_over_http_reads_login_status(inspector: Inspect, kimi_env: di
     assert kimi_env["KIMI_API_KEY"] not in json.dumps(out) and TOKEN not in json.dumps(out)
 
 
-def test_inspector_over_http_reads_the_login_resource(inspector: Inspect, kimi_env: dict[str, str]) -> None:
-    code, out = inspector("resources/read", "--uri", "kimi://login")
+async def test_inspector_over_http_reads_the_login_resource(inspector: Inspect, kimi_env: dict[str, str]) -> None:
+    code, out = await inspector("resources/read", "--uri", "kimi://login")
     assert code == 0, out
     login = payload(out["result"])
     assert login["logged_in"] is True and login["method"] == "api_key" and login["login_in_progress"] is False
     assert kimi_env["KIMI_API_KEY"] not in json.dumps(out) and TOKEN not in json.dumps(out)
 
 
-def test_inspector_with_a_wrong_token_is_refused(inspector: Inspect, fake_kimi: FakeKimi) -> None:
+async def test_inspector_with_a_wrong_token_is_refused(inspector: Inspect, fake_kimi: FakeKimi) -> None:
     # The server's 401 carries `WWW-Authenticate: Bearer`; the Inspector reads it as "this server needs
     # authorization" and, with --stored-auth-only, gives up instead of starting a browser login.
-    code, out = inspector(
+    code, out = await inspector(
         "tools/call", "--tool-name", "kimi_chat", "--tool-arg", "prompt=hi", "--stored-auth-only", token="not-it"
     )
     assert code != 0
