@@ -233,10 +233,15 @@ class InvalidArguments(KimiMcpError):
 class ServerShuttingDown(KimiMcpError):
     """The HTTP server was asked to stop and the call did not finish within the shutdown grace period."""
 
-    def __init__(self, grace_seconds: float) -> None:
+    def __init__(self, grace_seconds: float | None) -> None:
+        waited = (
+            f"after waiting {grace_seconds:g} s for it to finish (KIMI_MCP_SHUTDOWN_GRACE_SECONDS)"
+            if grace_seconds is not None
+            else "at once, as it was told a second time to stop"
+        )
         super().__init__(
-            f"kimi-mcp is shutting down and stopped this call after waiting {grace_seconds:g} s for it to finish "
-            "(KIMI_MCP_SHUTDOWN_GRACE_SECONDS); nothing of it was saved. Send it again once the server is back."
+            f"kimi-mcp is shutting down and stopped this call {waited}; its reply is lost. "
+            "Send it again once the server is back."
         )
 
 

@@ -145,7 +145,7 @@ class _Server(uvicorn.Server):
     def _begin_shutdown(self) -> None:
         self._signals += 1
         if self._signals > 1:
-            self._calls.stop_all()
+            self._calls.stop_all(at_once=True)
             return
         in_flight = self._calls.in_flight
         print(

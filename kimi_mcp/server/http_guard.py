@@ -41,8 +41,8 @@ class CallGuard:
     """MCPServer middleware: tool calls in flight, so a shutdown past its grace period can stop them readably."""
 
     def __init__(self, grace_seconds: float) -> None:
-        self._grace = grace_seconds
         self._scopes: set[anyio.CancelScope] = set()
+        self._waited: float | None = grace_seconds
 
     @property
     def in_flight(self) -> int:
@@ -58,10 +58,13 @@ class CallGuard:
             finally:
                 self._scopes.discard(scope)
         # Only our own cancel() lands here; a client's cancellation still propagates as before.
-        message = ServerShuttingDown(self._grace).message
+        message = ServerShuttingDown(self._waited).message
         return CallToolResult(content=[TextContent(type="text", text=message)], is_error=True)
 
-    def stop_all(self) -> None:
+    def stop_all(self, *, at_once: bool = False) -> None:
+        """Stop every call in flight: the grace period is over, or (`at_once`) a second signal came."""
+        if at_once:
+            self._waited = None
         for scope in list(self._scopes):
             scope.cancel()
 

@@ -23,6 +23,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 KIMI_MCP = Path(sys.executable).parent / "kimi-mcp"
 SERVING = "kimi-mcp: serving MCP on "
+STOPPING = "kimi-mcp: stopping"
 READY_SECONDS = 90.0
 CALL_TIMEOUT = 60.0
 
@@ -32,6 +33,7 @@ class HttpChild:
     process: Process
     url: str = ""
     lines: list[str] = field(default_factory=list)
+    stopping: anyio.Event = field(default_factory=anyio.Event)  # set once the child says it is stopping
 
     @property
     def base(self) -> str:
@@ -54,6 +56,8 @@ async def _pump(child: HttpChild, ready: anyio.Event) -> None:
         *complete, pending = pending.split("\n")
         for line in complete:
             child.lines.append(line)
+            if line.startswith(STOPPING):
+                child.stopping.set()
             if line.startswith(SERVING) and not child.url:
                 child.url = line[len(SERVING) :].strip()
                 ready.set()

@@ -29,8 +29,8 @@ async def recent(home: str) -> dict[str, int]:
         await store.aclose()
 
 
-async def slow_call_then_signal(child: HttpChild, signum: int, prompt: str) -> CallToolResult:
-    """Start a kimi_chat, send `signum` once its reply is streaming, return the call's result."""
+async def slow_call_then_signal(child: HttpChild, signum: int, prompt: str, *, times: int = 1) -> CallToolResult:
+    """Start a kimi_chat, send `signum` (`times` times) once its reply is streaming, return the call's result."""
     streaming = anyio.Event()
     outcome: list[CallToolResult] = []
 
@@ -50,7 +50,9 @@ async def slow_call_then_signal(child: HttpChild, signum: int, prompt: str) -> C
             group.start_soon(call)
             with anyio.fail_after(60):
                 await streaming.wait()
-            child.process.send_signal(signum)
+            for _ in range(times):
+                child.process.send_signal(signum)
+                await child.stopping.wait()
     return outcome[0]
 
 
@@ -88,6 +90,19 @@ async def test_past_the_grace_period_the_call_gets_a_readable_error_and_finished
     assert took < 60  # the reply would take ~100 s: the grace period cut it short
     stored = await recent(kimi_env["KIMI_MCP_HOME"])
     assert stored == {chat_meta(finished)["conversation_id"]: 1}  # the finished turn, nothing of the stopped one
+
+
+async def test_a_second_signal_stops_the_calls_at_once(kimi_env: dict[str, str], fake_kimi: FakeKimi) -> None:
+    env = {**kimi_env, "KIMI_MCP_HTTP_TOKEN": TOKEN, "KIMI_MCP_SHUTDOWN_GRACE_SECONDS": "300"}
+    fake_kimi.script(Reply(text="never " * 200, text_deltas=["never "] * 200, delay=0.5))
+    async with http_child(env) as child:
+        started = time.monotonic()
+        result = await slow_call_then_signal(child, signal.SIGINT, "too slow", times=2)
+        status = await child.wait()
+        took = time.monotonic() - started
+    assert result.is_error and "told a second time to stop" in text_of(result)
+    assert status == 0 and took < 60
+    assert await recent(kimi_env["KIMI_MCP_HOME"]) == {}
 
 
 async def test_an_idle_client_does_not_hold_the_shutdown_for_the_grace_period(
