@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 from pathlib import Path
 
@@ -12,6 +13,8 @@ import httpx2
 import pytest
 
 from kimi_mcp._version import __version__
+from kimi_mcp.errors import SettingsError
+from kimi_mcp.settings import Settings
 from kimi_mcp.testing.fake_kimi import FakeKimi, Reply
 from kimi_mcp.testing.http_child import KIMI_MCP, http_child, http_client
 from kimi_mcp.testing.mcp_results import chat_meta, reply_of, status_of, text_of
@@ -162,3 +165,76 @@ async def test_token_file_is_read_and_a_readable_file_warns(kimi_env: dict[str, 
         right = post(child.url, json.dumps(INIT), Authorization=f"Bearer {TOKEN}")
     assert missing.status_code == 401 and right.status_code == 200
     assert "can be read by other users" in child.stderr and TOKEN not in child.stderr
+
+
+async def test_stateless_mode_serves_calls_without_sessions(http_env: dict[str, str], fake_kimi: FakeKimi) -> None:
+    fake_kimi.script(Reply(text="stateless reply"))
+    async with http_child(http_env, "--stateless", "--path", "/kimi") as child:
+        assert child.url.endswith("/kimi")
+        async with http_client(child.url, TOKEN, mode="legacy") as client:
+            result = await client.call_tool("kimi_chat", {"prompt": "hi"})
+        initialized = post(child.url, json.dumps(INIT), Authorization=f"Bearer {TOKEN}")
+    assert not result.is_error and reply_of(result) == "stateless reply"
+    assert initialized.status_code == 200 and "mcp-session-id" not in initialized.headers
+
+
+async def test_allowed_hosts_and_origins_come_from_the_environment_too(http_env: dict[str, str]) -> None:
+    env = {
+        **http_env,
+        "KIMI_MCP_ALLOWED_HOSTS": "kimi.example.com, proxy.example.com:8443",
+        "KIMI_MCP_ALLOWED_ORIGINS": "https://app.example.com",
+    }
+    auth = f"Bearer {TOKEN}"
+    async with http_child(env) as child:
+        proxied = post(child.url, json.dumps(INIT), Authorization=auth, Host="proxy.example.com:8443")
+        origin = post(child.url, json.dumps(INIT), Authorization=auth, Origin="https://app.example.com")
+        other_port = post(child.url, json.dumps(INIT), Authorization=auth, Host="proxy.example.com:9999")
+    assert proxied.status_code == 200 and origin.status_code == 200
+    assert other_port.status_code == 421
+
+
+async def test_the_token_never_reaches_the_debug_log(kimi_env: dict[str, str], fake_kimi: FakeKimi) -> None:
+    env = {**kimi_env, "KIMI_MCP_HTTP_TOKEN": TOKEN, "KIMI_CODE_DEBUG": "1"}
+    async with http_child(env) as child:
+        async with http_client(child.url, TOKEN) as client:
+            await client.call_tool("kimi_chat", {"prompt": "hi"})
+        post(child.url, json.dumps(INIT), Authorization=f"Bearer {TOKEN}x")
+    assert "DEBUG" in child.stderr and TOKEN not in child.stderr
+
+
+def test_a_short_token_and_a_taken_port_stop_the_start(kimi_env: dict[str, str]) -> None:
+    env = {"PATH": os.environ.get("PATH", ""), **kimi_env}
+    short = subprocess.run(
+        [str(KIMI_MCP), "serve", "--transport", "http", "--port", "0"],
+        env={**env, "KIMI_MCP_HTTP_TOKEN": "short"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        busy = subprocess.run(
+            [str(KIMI_MCP), "serve", "--transport", "http", "--port", str(port)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert short.returncode == 2 and "KIMI_MCP_HTTP_TOKEN: must be at least 16 characters" in short.stderr
+    assert busy.returncode == 1 and f"cannot listen on http://127.0.0.1:{port}/mcp" in busy.stderr
+
+
+def test_http_settings_parse_lists_and_refuse_bad_values() -> None:
+    settings = Settings.from_env(
+        {"KIMI_MCP_ALLOWED_HOSTS": " a.example , ,b.example:443", "KIMI_MCP_HTTP_TOKEN": f"  {TOKEN}  "}
+    )
+    assert settings.allowed_hosts == ("a.example", "b.example:443") and settings.allowed_origins == ()
+    assert settings.http_token is not None and settings.http_token.get_secret_value() == TOKEN
+    assert settings.http_max_body_bytes == 26_214_400 and settings.shutdown_grace_seconds == 30
+    assert Settings.from_env({"KIMI_MCP_HTTP_TOKEN": "  "}).http_token is None
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env({"KIMI_MCP_HTTP_MAX_BODY_BYTES": "10", "KIMI_MCP_SHUTDOWN_GRACE_SECONDS": "-1"})
+    assert "KIMI_MCP_HTTP_MAX_BODY_BYTES" in raised.value.message
+    assert "KIMI_MCP_SHUTDOWN_GRACE_SECONDS" in raised.value.message
