@@ -109,8 +109,12 @@ async def test_bad_host_gets_421_and_bad_origin_403(http_env: dict[str, str]) ->
         bad_origin = post(child.url, json.dumps(INIT), Authorization=auth, Origin="http://evil.example")
         named_host = post(child.url, json.dumps(INIT), Authorization=auth, Host="kimi.example.com")
         loopback_origin = post(child.url, json.dumps(INIT), Authorization=auth, Origin="http://localhost:3000")
-    assert bad_host.status_code == 421
-    assert bad_origin.status_code == 403
+        # The 2026 era (no initialize, the version in a header) goes through the same checks.
+        modern = {"Authorization": auth, "MCP-Protocol-Version": "2026-07-28"}
+        modern_host = post(child.url, json.dumps(INIT), **modern, Host="evil.example")
+        modern_origin = post(child.url, json.dumps(INIT), **modern, Origin="http://evil.example")
+    assert bad_host.status_code == 421 and modern_host.status_code == 421
+    assert bad_origin.status_code == 403 and modern_origin.status_code == 403
     assert named_host.status_code == 200 and loopback_origin.status_code == 200
 
 
@@ -238,3 +242,15 @@ def test_http_settings_parse_lists_and_refuse_bad_values() -> None:
         Settings.from_env({"KIMI_MCP_HTTP_MAX_BODY_BYTES": "10", "KIMI_MCP_SHUTDOWN_GRACE_SECONDS": "-1"})
     assert "KIMI_MCP_HTTP_MAX_BODY_BYTES" in raised.value.message
     assert "KIMI_MCP_SHUTDOWN_GRACE_SECONDS" in raised.value.message
+
+
+async def test_with_a_token_it_listens_beyond_loopback(http_env: dict[str, str], fake_kimi: FakeKimi) -> None:
+    fake_kimi.script(Reply(text="from afar"))
+    async with http_child(http_env, "--host", "0.0.0.0") as child:
+        assert child.url.startswith("http://0.0.0.0:")
+        url = child.url.replace("0.0.0.0", "127.0.0.1")
+        async with http_client(url, TOKEN) as client:
+            result = await client.call_tool("kimi_chat", {"prompt": "hi"})
+        missing = post(url, json.dumps(INIT))
+    assert reply_of(result) == "from afar"
+    assert missing.status_code == 401
