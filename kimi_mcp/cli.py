@@ -142,10 +142,11 @@ def _serve_http(settings: Settings, args: argparse.Namespace) -> None:
         allowed_origins=(*settings.allowed_origins, *args.allowed_origin),
     )
     try:
-        http.serve(settings, options)
-    except OSError as exc:  # the address is taken or not ours to bind
+        sock = http.bind(args.host, args.port)
+    except OSError as exc:  # the address is taken, not ours to bind, or not a known name
         say(f"cannot listen on {http.url_of(args.host, args.port, path)}: {exc.strerror or exc}.")
         raise SystemExit(1) from None
+    http.serve(settings, options, sock)
 
 
 def _read_token_file(name: str) -> str:

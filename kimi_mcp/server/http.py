@@ -159,11 +159,11 @@ class _Server(uvicorn.Server):
         self._loop.call_later(self._grace, self._calls.stop_all)
 
 
-def serve(settings: Settings, options: HttpOptions) -> None:
-    """Serve until SIGTERM/SIGINT; returns once every response went out and the store is closed."""
+def serve(settings: Settings, options: HttpOptions, sock: socket.socket) -> None:
+    """Serve on `sock` (from `bind`) until SIGTERM/SIGINT; returns once every response went out and the store is
+    closed."""
     calls = CallGuard(settings.shutdown_grace_seconds)
     gate = build_app(settings, options, calls)
-    sock = bind(options.host, options.port)
     port = sock.getsockname()[1]
     config = uvicorn.Config(
         gate,
