@@ -253,3 +253,10 @@ class RequestBodyTooLarge(KimiMcpError):
             f"The request body is larger than this server accepts ({limit:,} bytes, KIMI_MCP_HTTP_MAX_BODY_BYTES). "
             "Send smaller content, e.g. a file path on the server's disk instead of inline data."
         )
+
+
+class NotTakingRequests(KimiMcpError):
+    """The HTTP server is draining for a shutdown: new requests are refused (503)."""
+
+    def __init__(self) -> None:
+        super().__init__("kimi-mcp is shutting down and takes no new requests; try again once it is back.")

@@ -19,7 +19,7 @@ from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp_types import CallToolResult, TextContent
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from kimi_mcp.errors import RequestBodyTooLarge, ServerShuttingDown
+from kimi_mcp.errors import NotTakingRequests, RequestBodyTooLarge, ServerShuttingDown
 
 CLIENT_ID = "kimi-mcp-http"
 
@@ -84,7 +84,7 @@ class Gate:
             await self._app(scope, receive, send)
             return
         if self.draining:
-            await _send_json(send, 503, _rpc_error(-32000, "kimi-mcp is shutting down; try again shortly."))
+            await _send_json(send, 503, _rpc_error(-32000, NotTakingRequests().message))
             return
         send = self._worded_413(send)
         if scope["method"] != "GET" or scope["path"] != self._mcp_path:
