@@ -18,10 +18,11 @@ from mcp import Client
 
 from kimi_mcp.auth.oauth import TokenResponse
 from kimi_mcp.auth.store import CredentialStore, StoredLogin
+from kimi_mcp.store import ConversationStore
 from kimi_mcp.testing.fake_kimi import FakeKimi, Reply
 from kimi_mcp.testing.fake_script import last_user_text
 from kimi_mcp.testing.http_child import http_child, http_client
-from kimi_mcp.testing.mcp_results import reply_of, text_of
+from kimi_mcp.testing.mcp_results import chat_meta, reply_of, text_of
 
 pytestmark = pytest.mark.anyio
 
@@ -50,6 +51,11 @@ async def chat_concurrently(url: str, prompts: list[str]) -> dict[str, Any]:
 
 def refreshes(fake: FakeKimi) -> int:
     return fake.count("/api/oauth/token", grant_type="refresh_token")
+
+
+def oauth_log(fake: FakeKimi) -> list[tuple[str, int | None, float]]:
+    """What reached the OAuth host (path, status, arrival), for a failure message."""
+    return [(r.path, r.status, round(r.received_at, 3)) for r in list(fake.requests) if "/oauth/" in r.path]
 
 
 def store_login(fake: FakeKimi, home: Path, *, expires_in: float, stored_ttl: float | None = None) -> StoredLogin:
@@ -100,7 +106,7 @@ async def test_an_expired_stored_login_is_refreshed_once_for_all_sessions(
         results = await chat_concurrently(server.url, prompts)
 
     assert not {prompt: text_of(result) for prompt, result in results.items() if result.is_error}
-    assert refreshes(fake_kimi) == 1
+    assert refreshes(fake_kimi) == 1, oauth_log(fake_kimi)
     sent = fake_kimi.messages_requests()
     assert len(sent) == len(prompts)
     [bearer] = {request.headers["authorization"] for request in sent}
@@ -118,10 +124,64 @@ async def test_concurrent_401s_across_sessions_cause_one_refresh(
         results = await chat_concurrently(server.url, prompts)
 
     assert not {prompt: text_of(result) for prompt, result in results.items() if result.is_error}
-    assert refreshes(fake_kimi) == 1
+    assert refreshes(fake_kimi) == 1, oauth_log(fake_kimi)
     stale = f"Bearer {old.access_token.get_secret_value()}"
     sent = fake_kimi.messages_requests()
     rejected = [request for request in sent if request.headers["authorization"] == stale]
     accepted = [request for request in sent if request.headers["authorization"] != stale]
-    assert rejected  # the 401 path was really taken
+    assert rejected and {request.status for request in rejected} == {401}  # the 401 path was really taken
     assert len(accepted) == len(prompts) and len({r.headers["authorization"] for r in accepted}) == 1
+
+
+async def test_the_concurrency_limit_is_one_for_the_whole_server_not_per_session(
+    kimi_env: dict[str, str], fake_kimi: FakeKimi
+) -> None:
+    # Per-session limits would let 5 x 4 = 20 calls reach Kimi at once; one shared limit lets 4.
+    fake_kimi.script(*[Reply(text="Limited answer.", delay=0.1) for _ in range(20)])
+    prompts = [f"<limited {n}>" for n in range(20)]
+    env = {**kimi_env, "KIMI_MCP_HTTP_TOKEN": TOKEN, "KIMI_MCP_MAX_CONCURRENCY": "4"}
+    async with http_child(env) as server:
+        results = await chat_concurrently(server.url, prompts)
+
+    assert not {prompt: text_of(result) for prompt, result in results.items() if result.is_error}
+    assert len(fake_kimi.messages_requests()) == len(prompts)
+    assert 1 < fake_kimi.max_messages_in_flight <= 4
+
+
+async def test_continuations_of_one_conversation_from_several_sessions_take_turns(
+    kimi_env: dict[str, str], fake_kimi: FakeKimi
+) -> None:
+    env = {**kimi_env, "KIMI_MCP_HTTP_TOKEN": TOKEN}
+    async with http_child(env) as server:
+        async with http_client(server.url, TOKEN, mode="legacy") as first_host:
+            cid = chat_meta(await first_host.call_tool("kimi_chat", {"prompt": "turn one"}))["conversation_id"]
+        results: dict[str, Any] = {}
+
+        async def continue_in(client: Client, prompt: str) -> None:
+            results[prompt] = await client.call_tool("kimi_chat", {"prompt": prompt, "conversation_id": cid})
+
+        async def one_session(mine: list[str]) -> None:
+            async with http_client(server.url, TOKEN, mode="legacy") as client, anyio.create_task_group() as calls:
+                for prompt in mine:
+                    calls.start_soon(continue_in, client, prompt)
+
+        prompts = [f"<parallel {n}>" for n in range(10)]
+        async with anyio.create_task_group() as sessions:
+            for index in range(SESSIONS):
+                sessions.start_soon(one_session, prompts[index::SESSIONS])
+
+    assert not {prompt: text_of(result) for prompt, result in results.items() if result.is_error}
+    assert sorted(chat_meta(result)["turn"] for result in results.values()) == list(range(2, 12))
+    assert {chat_meta(result)["conversation_id"] for result in results.values()} == {cid}
+    store = ConversationStore(Path(kimi_env["KIMI_MCP_HOME"]), max_age_seconds=3600)
+    try:
+        conversation = await store.load(cid)
+    finally:
+        await store.aclose()
+    history = [message.model_dump(mode="json") for message in conversation.messages()]
+    sent = {last_user_text(request.json()): request.json()["messages"] for request in fake_kimi.messages_requests()}
+    assert len(conversation.turns) == len(sent) == 11
+    for n, turn in enumerate(conversation.turns, start=1):
+        # Each turn was sent with exactly the turns before it: the calls took turns across sessions.
+        expected = [*history[: 2 * (n - 1)], {"role": "user", "content": [{"type": "text", "text": turn.user[0].text}]}]
+        assert sent[turn.user[0].text] == expected, f"turn {n} is not what Kimi was sent"
