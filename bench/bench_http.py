@@ -8,8 +8,11 @@ HTTP with their own connection pools:
   `kimi_chat` call alone at the same latency. Target: wall ≤ 1.5× one call, 0 errors. kimi-mcp runs with
   KIMI_MCP_MAX_CONCURRENCY=50, so the per-credential limit (30 by default, docs/kimi-api.md §9) does not queue
   the calls in two waves: this measures the server, not the limit.
+  The same 50-vs-one ratio for the bare server below (`p4_bare_*`) is the floor the SDK and this machine allow;
+  `*_cpu_s` say where the time went (the server process; the clients and the fake, which share this process).
 - P1 over HTTP: one `kimi_chat` call (token check, store, progress and all) vs one call of a bare `MCPServer`
-  HTTP app whose only tool streams the same request from the fake with httpx2. Target: ≤ 1.10×.
+  HTTP app whose only tool streams the same request from the fake with httpx2. Target: ≤ 1.10×. Measured with
+  the fake answering at once (`p1_*`, the overhead laid bare) and at `--latency` (`p1_at_latency_*`).
 
     python bench/bench_http.py [--calls 30] [--rounds 3] [--latency 0.2]
 
