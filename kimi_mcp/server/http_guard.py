@@ -59,7 +59,8 @@ class CallGuard:
                 self._scopes.discard(scope)
         # Only our own cancel() lands here; a client's cancellation still propagates as before.
         message = ServerShuttingDown(self._waited).message
-        return CallToolResult(content=[TextContent(type="text", text=message)], is_error=True)
+        # "Error:" like every kimi-mcp error: Codex does not show its model the isError flag (docs/hosts.md).
+        return CallToolResult(content=[TextContent(type="text", text=f"Error: {message}")], is_error=True)
 
     def stop_all(self, *, at_once: bool = False) -> None:
         """Stop every call in flight: the grace period is over, or (`at_once`) a second signal came."""
