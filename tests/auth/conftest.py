@@ -15,11 +15,11 @@ import pytest
 
 import kimi_mcp
 from kimi_mcp.auth.device_flow import PollTiming
-from kimi_mcp.auth.oauth import TokenResponse
-from kimi_mcp.auth.store import CredentialStore, StoredLogin
+from kimi_mcp.auth.store import StoredLogin
 from kimi_mcp.auth.tokens import TokenSource
 from kimi_mcp.http import build_http_client
 from kimi_mcp.settings import Settings
+from kimi_mcp.testing.client_setup import store_issued_login
 from kimi_mcp.testing.fake_kimi import FakeKimi
 
 REPO_ROOT = Path(kimi_mcp.__file__).resolve().parents[1]
@@ -67,14 +67,7 @@ def seed_login(fake: FakeKimi, home: Path) -> SeedLogin:
     """Store a login the fake issued, as if `kimi-mcp login` had run. `stored_ttl` overrides the stored expiry."""
 
     def seed(*, expires_in: float = 900, stored_ttl: float | None = None) -> StoredLogin:
-        answer = TokenResponse.model_validate(fake.oauth.issue_tokens(expires_in=expires_in))
-        login = StoredLogin.from_token_response(answer, "device_flow")
-        if stored_ttl is not None:
-            login = login.model_copy(update={"expires_at": login.saved_at + stored_ttl})
-        store = CredentialStore(home)
-        with store.locked_sync():
-            store.write_sync(login)
-        return login
+        return store_issued_login(fake, home, expires_in=expires_in, stored_ttl=stored_ttl)
 
     return seed
 

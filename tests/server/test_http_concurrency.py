@@ -16,9 +16,8 @@ import anyio
 import pytest
 from mcp import Client
 
-from kimi_mcp.auth.oauth import TokenResponse
-from kimi_mcp.auth.store import CredentialStore, StoredLogin
 from kimi_mcp.store import ConversationStore
+from kimi_mcp.testing.client_setup import store_issued_login
 from kimi_mcp.testing.fake_kimi import FakeKimi, Reply
 from kimi_mcp.testing.fake_script import last_user_text
 from kimi_mcp.testing.http_child import http_child, http_client
@@ -58,19 +57,6 @@ def oauth_log(fake: FakeKimi) -> list[tuple[str, int | None, float]]:
     return [(r.path, r.status, round(r.received_at, 3)) for r in list(fake.requests) if "/oauth/" in r.path]
 
 
-def store_login(fake: FakeKimi, home: Path, *, expires_in: float, stored_ttl: float | None = None) -> StoredLogin:
-    """A login the fake issued, written to the store as `kimi-mcp login` would; `stored_ttl` overrides its expiry."""
-    login = StoredLogin.from_token_response(
-        TokenResponse.model_validate(fake.oauth.issue_tokens(expires_in)), "device_flow"
-    )
-    if stored_ttl is not None:
-        login = login.model_copy(update={"expires_at": login.saved_at + stored_ttl})
-    store = CredentialStore(home)
-    with store.locked_sync():
-        store.write_sync(login)
-    return login
-
-
 @pytest.fixture
 def account_env(kimi_env: dict[str, str]) -> dict[str, str]:
     """No API key: the stored account login is the only credential."""
@@ -100,7 +86,7 @@ async def test_fifty_concurrent_calls_over_several_sessions_all_succeed(
 async def test_an_expired_stored_login_is_refreshed_once_for_all_sessions(
     account_env: dict[str, str], fake_kimi: FakeKimi
 ) -> None:
-    old = store_login(fake_kimi, Path(account_env["KIMI_MCP_HOME"]), expires_in=0)
+    old = store_issued_login(fake_kimi, Path(account_env["KIMI_MCP_HOME"]), expires_in=0)
     prompts = [f"after expiry {n}" for n in range(20)]
     async with http_child({**account_env, "KIMI_MCP_HTTP_TOKEN": TOKEN}) as server:
         results = await chat_concurrently(server.url, prompts)
@@ -118,7 +104,7 @@ async def test_concurrent_401s_across_sessions_cause_one_refresh(
 ) -> None:
     # The store says the token is good for 15 minutes, but Kimi already rejects it: every call in flight gets a
     # 401 with the same stale token, and the server must refresh once and retry each with the new one.
-    old = store_login(fake_kimi, Path(account_env["KIMI_MCP_HOME"]), expires_in=0, stored_ttl=900)
+    old = store_issued_login(fake_kimi, Path(account_env["KIMI_MCP_HOME"]), expires_in=0, stored_ttl=900)
     prompts = [f"after revocation {n}" for n in range(20)]
     async with http_child({**account_env, "KIMI_MCP_HTTP_TOKEN": TOKEN}) as server:
         results = await chat_concurrently(server.url, prompts)

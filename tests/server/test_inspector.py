@@ -20,31 +20,20 @@ from kimi_mcp.testing.fake_kimi import FakeKimi
 
 pytestmark = pytest.mark.inspector
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 KIMI_MCP = Path(sys.executable).parent / "kimi-mcp"
 TIMEOUT_SECONDS = 60
 
 Inspect = Callable[..., tuple[int, dict[str, Any]]]
 
 
-def inspector_binary() -> Path:
-    configured = os.environ.get("KIMI_MCP_INSPECTOR")
-    path = Path(configured) if configured else REPO_ROOT / ".ci" / "node" / "node_modules" / ".bin" / "mcp-inspector"
-    if path.is_file() and os.access(path, os.X_OK):
-        return path
-    if configured or os.environ.get("CI"):
-        pytest.fail(f"the MCP Inspector CLI is not installed at {path}: .ci/run could not install it")
-    pytest.skip("run bash .ci/run to install the pinned Inspector CLI")
-
-
 @pytest.fixture
-def inspector(tmp_path: Path) -> Inspect:
+def inspector(tmp_path: Path, inspector_binary: Path) -> Inspect:
     """Run one Inspector CLI request against a fresh `kimi-mcp serve`; return (exit code, the JSON it printed).
 
     The Inspector runs with a throwaway HOME, so it neither reads nor writes the developer's catalog; the server
     gets exactly the `-e` variables given.
     """
-    binary = inspector_binary()
+    binary = inspector_binary
     home = tmp_path / "inspector-home"
     home.mkdir()
 

@@ -22,21 +22,10 @@ from kimi_mcp.testing.http_child import http_child
 
 pytestmark = [pytest.mark.inspector, pytest.mark.anyio]
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "inspector-http-token-0123456789"
 TIMEOUT_SECONDS = 60
 
 Inspect = Callable[..., Awaitable[tuple[int, dict[str, Any]]]]
-
-
-def inspector_binary() -> Path:
-    configured = os.environ.get("KIMI_MCP_INSPECTOR")
-    path = Path(configured) if configured else REPO_ROOT / ".ci" / "node" / "node_modules" / ".bin" / "mcp-inspector"
-    if path.is_file() and os.access(path, os.X_OK):
-        return path
-    if configured or os.environ.get("CI"):
-        pytest.fail(f"the MCP Inspector CLI is not installed at {path}: .ci/run could not install it")
-    pytest.skip("run bash .ci/run to install the pinned Inspector CLI")
 
 
 @pytest.fixture
@@ -47,12 +36,12 @@ async def server_url(kimi_env: dict[str, str]) -> AsyncIterator[str]:
 
 
 @pytest.fixture
-def inspector(tmp_path: Path, server_url: str) -> Inspect:
+def inspector(tmp_path: Path, inspector_binary: Path, server_url: str) -> Inspect:
     """Run one Inspector CLI request against the server; return (exit code, the JSON it printed, or its stderr).
 
     The Inspector runs with a throwaway HOME, so it neither reads nor writes the developer's catalog.
     """
-    binary = inspector_binary()
+    binary = inspector_binary
     home = tmp_path / "inspector-home"
     home.mkdir()
 
