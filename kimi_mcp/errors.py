@@ -260,3 +260,94 @@ class NotTakingRequests(KimiMcpError):
 
     def __init__(self) -> None:
         super().__init__("kimi-mcp is shutting down and takes no new requests; try again once it is back.")
+
+
+# -- media and local files (kimi/media.py, access.py, kimi/uploads.py; docs/media.md) -------------------------
+
+
+class FileAccessDenied(KimiMcpError):
+    """A local path the caller named may not be read: outside the allowed folders, not a regular file, or missing."""
+
+    def __init__(self, path: str, reason: str, roots: list[str]) -> None:
+        where = ", ".join(roots) if roots else "(none: no allowed folder exists)"
+        super().__init__(
+            f"Cannot read {path}: {reason}. kimi-mcp reads only regular files inside the allowed folders: {where} "
+            "(the MCP client's roots when it offers them, else KIMI_MCP_ALLOWED_DIRS, else the server's working "
+            "folder). Pass an absolute path inside one of them."
+        )
+        self.path = path
+        self.reason = reason
+        self.roots = roots
+
+
+class MediaRefused(KimiMcpError):
+    """A media file or inline data that kimi-mcp will not send: empty, too large, or not a supported type."""
+
+
+class MediaEmpty(MediaRefused):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"{name} is empty (0 bytes); Kimi cannot read an empty image or video.")
+
+
+class MediaTooLarge(MediaRefused):
+    def __init__(self, name: str, size: int, limit: int) -> None:
+        super().__init__(
+            f"{name} is {size:,} bytes, over the {limit:,}-byte media limit (KIMI_MCP_MAX_MEDIA_BYTES); nothing was "
+            "sent. Send a smaller or shorter file (e.g. scale the image down or cut the video)."
+        )
+        self.size = size
+        self.limit = limit
+
+
+class MediaTypeUnsupported(MediaRefused):
+    SUPPORTED = "images: JPEG, PNG, GIF, WebP; video: MP4, MPEG, MOV, WebM, MKV, AVI, FLV, 3GP"
+
+    def __init__(self, name: str, detail: str) -> None:
+        super().__init__(
+            f"{name} is not a supported image or video ({detail}). Kimi takes {self.SUPPORTED}, recognised by the "
+            "file's content, not its name."
+        )
+
+
+class MediaTypeMismatch(MediaRefused):
+    def __init__(self, claimed: str, detected: str) -> None:
+        super().__init__(
+            f"The data is {detected}, not the claimed {claimed}. Pass the matching mime_type (or leave it out "
+            "and kimi-mcp detects the type from the content)."
+        )
+
+
+class UnknownMediaId(KimiMcpError):
+    """An `ms://` reference this kimi-mcp did not upload: its type (image or video) is unknown here."""
+
+    def __init__(self, reference: str) -> None:
+        super().__init__(
+            f"{reference} is not a file this kimi-mcp uploaded to Kimi, so it cannot say whether it is an image or "
+            "a video. Pass the file's path in media, or upload it with kimi_upload_media and use the id returned."
+        )
+
+
+class MediaGone(UpstreamError):
+    """Kimi answered that a referenced file is unknown (expired or deleted on its side), and no re-upload helped."""
+
+    def __init__(self, reference: str) -> None:
+        super().__init__(
+            f"Kimi no longer has the file {reference}. Upload it again (kimi_upload_media, or pass its path in "
+            "media) and use the new id; an old conversation that refers to it cannot be continued with it.",
+            status=400,
+        )
+        self.reference = reference
+
+
+class RequestOverBodyCap(KimiMcpError):
+    """The request kimi-mcp would send is over the service's body cap (docs/kimi-api.md §9): not sent at all."""
+
+    def __init__(self, size: int, limit: int, inline_media_bytes: int) -> None:
+        inline = f", of which {inline_media_bytes:,} bytes are inline images" if inline_media_bytes else ""
+        super().__init__(
+            f"The request would be {size:,} bytes{inline}, over the {limit:,} bytes Kimi accepts in one request; "
+            "nothing was sent. Start a new conversation, send less text, or send fewer or smaller images "
+            "(images over KIMI_CODE_UPLOAD_THRESHOLD_BYTES are uploaded and count only as a short reference)."
+        )
+        self.size = size
+        self.limit = limit

@@ -100,6 +100,16 @@ class Settings(BaseModel):
     shutdown_grace_seconds: Annotated[float, Field(ge=0, le=3600)] = Field(
         30.0, validation_alias=_env("KIMI_MCP_SHUTDOWN_GRACE_SECONDS", "shutdown_grace_seconds")
     )
+    # Media (kimi/media.py, docs/media.md): the largest file accepted (Moonshot's CLI refuses over 100 MB,
+    # docs/kimi-api.md §7), and the size above which an image is uploaded rather than sent inline.
+    max_media_bytes: Annotated[int, Field(ge=1, le=10_737_418_240)] = Field(
+        100_000_000, validation_alias=_env("KIMI_MCP_MAX_MEDIA_BYTES", "max_media_bytes")
+    )
+    upload_threshold_bytes: Annotated[int, Field(ge=0, le=2_097_152)] = Field(
+        1_048_576, validation_alias=_env("KIMI_CODE_UPLOAD_THRESHOLD_BYTES", "upload_threshold_bytes")
+    )
+    # The folders whose files kimi-mcp may read for a caller (access.py); empty: the server's working folder.
+    allowed_dirs: tuple[Path, ...] = Field((), validation_alias=_env("KIMI_MCP_ALLOWED_DIRS", "allowed_dirs"))
 
     @field_validator("base_url", "oauth_host", mode="before")
     @classmethod
@@ -158,6 +168,18 @@ class Settings(BaseModel):
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
+
+    @field_validator("allowed_dirs", mode="before")
+    @classmethod
+    def _path_list(cls, value: object) -> object:
+        """os.pathsep-separated, like PATH (`:` on Unix); each entry must be absolute once `~` is expanded."""
+        if not isinstance(value, str):
+            return value
+        dirs = tuple(Path(part.strip()).expanduser() for part in value.split(os.pathsep) if part.strip())
+        relative = [str(d) for d in dirs if not d.is_absolute()]
+        if relative:
+            raise ValueError(f"entries must be absolute folders (got {', '.join(relative)[:80]})")
+        return dirs
 
     @field_validator("cache_retention", "thinking", mode="before")
     @classmethod

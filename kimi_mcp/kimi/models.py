@@ -1,7 +1,7 @@
 """Wire-neutral chat data: what a conversation holds and what a chat call takes and returns.
 
-A user turn holds content blocks, not a string, so media (ms:// references) can join text later without a
-change of shape. Each wire module turns these into its own JSON.
+A user turn holds content blocks: text, and images or videos (an `ms://` reference or, for a small image, inline
+base64). Each wire module turns these into its own JSON.
 """
 
 from __future__ import annotations
@@ -19,7 +19,43 @@ class TextBlock(BaseModel):
     text: str
 
 
-ContentBlock = Annotated[TextBlock, Field(discriminator="type")]
+class UrlSource(BaseModel):
+    """A file Kimi holds: `ms://<id>` from the Files API (docs/kimi-api.md §7)."""
+
+    model_config = ConfigDict(frozen=True)
+    type: Literal["url"] = "url"
+    url: str
+
+
+class Base64Source(BaseModel):
+    """A small image sent inline (under KIMI_CODE_UPLOAD_THRESHOLD_BYTES)."""
+
+    model_config = ConfigDict(frozen=True)
+    type: Literal["base64"] = "base64"
+    media_type: str
+    data: str
+
+
+MediaSource = Annotated[UrlSource | Base64Source, Field(discriminator="type")]
+
+
+class ImageBlock(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    type: Literal["image"] = "image"
+    source: MediaSource
+
+
+class VideoBlock(BaseModel):
+    """Videos always travel as uploads: the source is an `ms://` url (docs/kimi-api.md §7)."""
+
+    model_config = ConfigDict(frozen=True)
+    type: Literal["video"] = "video"
+    source: MediaSource
+
+
+# Field order and names are the Anthropic wire's own, so `model_dump` gives its JSON; other wires map them.
+ContentBlock = Annotated[TextBlock | ImageBlock | VideoBlock, Field(discriminator="type")]
+MediaBlock = ImageBlock | VideoBlock
 
 
 class Message(BaseModel):
