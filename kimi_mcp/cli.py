@@ -1,4 +1,4 @@
-"""`kimi-mcp`: serve | login | logout | status | chat. Settings come from the environment (settings.py)."""
+"""`kimi-mcp`: serve | login | logout | status | chat | upload. Settings come from the environment (settings.py)."""
 
 from __future__ import annotations
 
@@ -51,6 +51,8 @@ def _parser() -> argparse.ArgumentParser:
     chat = commands.add_parser("chat", help="ask Kimi one question and print the streamed reply")
     chat.add_argument("prompt", help="the question")
     chat.add_argument("--system", help="system instructions")
+    upload = commands.add_parser("upload", help="upload images or videos to Kimi and print their ms:// ids")
+    upload.add_argument("files", nargs="+", metavar="FILE", help="image (JPEG, PNG, GIF, WebP) or video file")
     return parser
 
 
@@ -85,6 +87,12 @@ def main(argv: Sequence[str] | None = None) -> None:
             _serve(settings, getattr(args, "transport", "stdio"))
         elif command == "chat":
             anyio.run(_chat, settings, args.prompt, args.system)
+        elif command == "upload":
+            from kimi_mcp.upload_command import upload
+
+            status = anyio.run(upload, settings, args.files)
+            if status:
+                raise SystemExit(status)
         elif command == "login":
             from kimi_mcp.commands import login
 

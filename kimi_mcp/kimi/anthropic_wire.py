@@ -15,8 +15,20 @@ import httpx2
 
 from kimi_mcp import errors
 from kimi_mcp.http import ANTHROPIC_VERSION
-from kimi_mcp.kimi.models import ChatRequest, ChatResult, Message, StreamProgress, Usage
+from kimi_mcp.kimi.models import (
+    Base64Source,
+    ChatRequest,
+    ChatResult,
+    ContentBlock,
+    ImageBlock,
+    Message,
+    StreamProgress,
+    TextBlock,
+    Usage,
+    VideoBlock,
+)
 from kimi_mcp.kimi.sanitize import TextBlockFilter
+from kimi_mcp.kimi.upstream import MAX_REQUEST_BYTES
 from kimi_mcp.settings import CONTEXT_WINDOW_TOKENS
 
 if TYPE_CHECKING:
@@ -52,8 +64,29 @@ EMPTY_REPLY_STAND_IN = "(no answer text)"
 
 
 def _message_json(message: Message) -> dict[str, Any]:
-    blocks = [block.model_dump(mode="json") for block in message.content if block.text]
+    # Image and video blocks are already in this wire's shape (kimi/models.py): `source` is {type: url, url:
+    # ms://…} or {type: base64, media_type, data} (docs/kimi-api.md §7).
+    blocks = [block.model_dump(mode="json") for block in message.content if _kept(block)]
     return {"role": message.role, "content": blocks or [{"type": "text", "text": EMPTY_REPLY_STAND_IN}]}
+
+
+def _kept(block: ContentBlock) -> bool:
+    return not isinstance(block, TextBlock) or bool(block.text)
+
+
+def body_bytes(body: dict[str, Any]) -> int:
+    """The size of `body` as sent (JSON, UTF-8), for the service's request cap (docs/kimi-api.md §9)."""
+    return len(json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode())
+
+
+def inline_media_bytes(request: ChatRequest) -> int:
+    """Bytes of base64 image data the request carries inline, history included."""
+    return sum(
+        len(block.source.data)
+        for message in request.messages
+        for block in message.content
+        if isinstance(block, (ImageBlock, VideoBlock)) and isinstance(block.source, Base64Source)
+    )
 
 
 def output_budget(prompt_bytes: int, requested: int | None) -> int:
@@ -86,6 +119,10 @@ def build_body(request: ChatRequest, *, efforts: frozenset[str] = frozenset()) -
         # what Moonshot's own client routes cache affinity by.
         body["metadata"] = {"user_id": request.cache_key}
         body["prompt_cache_key"] = request.cache_key
+    size = body_bytes(body) + len(',"stream":true')
+    if size > MAX_REQUEST_BYTES:
+        # Refused here rather than by a 413 after the upload of a large body (§9): nothing is sent.
+        raise errors.RequestOverBodyCap(size, MAX_REQUEST_BYTES, inline_media_bytes(request))
     return body
 
 

@@ -29,6 +29,11 @@ TERMINATED_ERROR_TYPE = "access_terminated_error"
 _QUOTA_WORDING = re.compile(r"exceeded your current\b.*\bquota|insufficient[ _]balance", re.IGNORECASE | re.DOTALL)
 # 403 "You've reached your concurrent request limit": too many requests in flight for the account (§9).
 _BUSY_WORDING = re.compile(r"concurrent request limit", re.IGNORECASE)
+# A request naming an `ms://` file the service no longer has (expired or deleted; docs/kimi-api.md §7). The exact
+# wording is not documented, so any 400/404 that names an ms:// reference together with "not found", "unknown",
+# "expired", "does not exist" or "invalid" counts.
+_FILE_REFERENCE = re.compile(r"ms://[A-Za-z0-9._\-]+")
+_GONE_WORDING = re.compile(r"not[ _]found|unknown|expired|does not exist|no such|invalid", re.IGNORECASE)
 
 
 class Rejected(Exception):
@@ -117,7 +122,17 @@ def error_for_response(
         return errors.RateLimited(retry_after_seconds(headers))
     if status >= 500:
         return errors.ServiceUnavailable(f"HTTP {status}: {detail}", status=status)
+    if (reference := gone_file_reference(status, message)) is not None:
+        return errors.MediaGone(reference)
     return errors.BadRequest(detail, status=status)
+
+
+def gone_file_reference(status: int, message: str) -> str | None:
+    """The `ms://` reference an error says the service no longer has, or None."""
+    if status not in (400, 404) or not _GONE_WORDING.search(message):
+        return None
+    found = _FILE_REFERENCE.search(message)
+    return found.group(0) if found else None
 
 
 def request_size(request: httpx2.Request | None) -> int | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 from mcp.server import MCPServer
@@ -27,7 +27,9 @@ INSTRUCTIONS = (
 )
 
 
-def build_server(settings: Settings, *, warm_up: bool = True) -> MCPServer[AppState]:
+def build_server(
+    settings: Settings, *, warm_up: bool = True, transport: Literal["stdio", "http"] = "stdio"
+) -> MCPServer[AppState]:
     """The kimi-mcp server. `warm_up=False` leaves every one-off cost to the first call (bench baseline)."""
     running: list[AppState] = []
 
@@ -39,7 +41,7 @@ def build_server(settings: Settings, *, warm_up: bool = True) -> MCPServer[AppSt
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
         async with anyio.create_task_group() as task_group:
-            state = AppState(settings=settings, task_group=task_group)
+            state = AppState(settings=settings, task_group=task_group, transport=transport)
             running.append(state)
             if warm_up:
                 task_group.start_soon(state.warmup.run, state, name="kimi-mcp warm-up")

@@ -84,7 +84,7 @@ async def _healthz(_: Request) -> PlainTextResponse:
 def build_app(settings: Settings, options: HttpOptions, calls: CallGuard) -> Gate:
     from kimi_mcp.server.app import build_server
 
-    server = build_server(settings)
+    server = build_server(settings, transport="http")
     server.middleware.append(calls)
     verifier = StaticTokenVerifier(options.token) if options.token else None
     # The issuer is never contacted: with a token verifier and no auth server provider, the SDK only checks tokens.

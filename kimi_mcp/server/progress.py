@@ -30,10 +30,13 @@ class ProgressReporter:
         self._count = 0
         self._latest = StreamProgress(phase="waiting")
         self._waiting_for: str | None = None
+        self._uploading: str | None = None
 
     def message(self) -> str:
         p = self._latest
         elapsed = time.monotonic() - self._started
+        if self._uploading is not None:
+            return f"{self._uploading}… {elapsed:.0f} s"
         if self._waiting_for is not None:
             return f"Queued: waiting for {self._waiting_for}… {elapsed:.0f} s"
         if p.phase == "queued":
@@ -50,9 +53,16 @@ class ProgressReporter:
         if what is not None:
             await self._send()
 
+    async def uploading(self, what: str, sent: int, total: int) -> None:
+        """An upload of the call's media is under way (`sent` of `total` bytes); throttled like the stream."""
+        self._uploading = f"Uploading {what} to Kimi: {upload_figures(sent, total)}"
+        if time.monotonic() - self._last_sent >= _MIN_INTERVAL_SECONDS or sent >= total:
+            await self._send()
+
     async def update(self, progress: StreamProgress) -> None:
         self._latest = progress
         self._waiting_for = None
+        self._uploading = None
         if time.monotonic() - self._last_sent >= _MIN_INTERVAL_SECONDS:
             await self._send()
 
@@ -83,4 +93,37 @@ class ProgressReporter:
         try:
             await self._ctx.report_progress(self._count, None, self.message())
         except Exception:  # a progress hiccup must never fail the call itself
+            logger.debug("progress notification failed", exc_info=True)
+
+
+def upload_figures(sent: int, total: int) -> str:
+    """`12.5 of 50.0 MB (25%)`."""
+    percent = 100 * sent // total if total else 100
+    return f"{sent / 1e6:.1f} of {total / 1e6:.1f} MB ({percent}%)"
+
+
+class UploadProgress:
+    """Progress for `kimi_upload_media`: bytes sent of the file's size, as the MCP spec's progress and total.
+
+    The value never goes back, even when an upload restarts after a token refresh (the spec wants it to increase).
+    """
+
+    def __init__(self, ctx: Context, what: str) -> None:
+        self._ctx = ctx
+        self._what = what
+        self._sent = 0
+        self._last_sent_at = 0.0
+
+    async def __call__(self, sent: int, total: int) -> None:
+        if sent <= self._sent:
+            return
+        self._sent = sent
+        now = time.monotonic()
+        if now - self._last_sent_at < _MIN_INTERVAL_SECONDS and sent < total:
+            return
+        self._last_sent_at = now
+        message = f"Uploading {self._what} to Kimi: {upload_figures(sent, total)}"
+        try:
+            await self._ctx.report_progress(sent, total, message)
+        except Exception:
             logger.debug("progress notification failed", exc_info=True)

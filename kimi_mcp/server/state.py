@@ -7,7 +7,7 @@ is serving, the warm-up (warmup.py) may make the Kimi client and open the store 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from anyio.abc import TaskGroup
 
@@ -16,7 +16,9 @@ from kimi_mcp.settings import Settings
 
 if TYPE_CHECKING:
     from kimi_mcp.auth.login import LoginManager
+    from kimi_mcp.kimi.attachments import MediaPolicy
     from kimi_mcp.kimi.client import KimiClient
+    from kimi_mcp.kimi.uploads import MediaUploader
     from kimi_mcp.store import ConversationStore
 
 
@@ -26,9 +28,12 @@ class AppState:
 
     settings: Settings
     task_group: TaskGroup
+    # How callers reach us: over HTTP a client's roots may only narrow the readable folders (server/local_files.py).
+    transport: Literal["stdio", "http"] = "stdio"
     _kimi: KimiClient | None = field(default=None, init=False)
     _store: ConversationStore | None = field(default=None, init=False)
     _login: LoginManager | None = field(default=None, init=False)
+    _uploader: MediaUploader | None = field(default=None, init=False)
     warmup: WarmUp = field(default_factory=WarmUp, init=False)
 
     @property
@@ -62,6 +67,21 @@ class AppState:
 
             self._login = LoginManager(self.settings, self.kimi.http, self.kimi.tokens)  # type: ignore[arg-type]
         return self._login
+
+    @property
+    def uploader(self) -> MediaUploader:
+        """Uploads to Kimi's Files API, cached by content in the store (kimi/uploads.py)."""
+        if self._uploader is None:
+            from kimi_mcp.kimi.uploads import MediaUploader
+
+            self._uploader = MediaUploader(self.kimi, self.store.uploads)
+        return self._uploader
+
+    @property
+    def media_policy(self) -> MediaPolicy:
+        from kimi_mcp.kimi.attachments import MediaPolicy
+
+        return MediaPolicy(self.uploader, threshold_bytes=self.settings.upload_threshold_bytes)
 
     async def aclose(self) -> None:
         if self._store is not None:
