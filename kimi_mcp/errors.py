@@ -339,6 +339,40 @@ class MediaGone(UpstreamError):
         self.reference = reference
 
 
+class UploadTooLarge(UpstreamError):
+    """Kimi's Files API answered 413 to an upload (docs/kimi-api.md §7, §9): `RequestTooLarge`'s case, in words
+    that fit a file rather than a chat request (the service does not say its limit)."""
+
+    def __init__(self, name: str, size: int) -> None:
+        super().__init__(
+            f"Kimi refused the upload of {name} (413: too large): the file is {size:,} bytes. Nothing was stored and "
+            "no media id was made. Send a smaller or shorter file (e.g. scale the image down or cut the video).",
+            status=413,
+        )
+        self.size = size
+
+
+class UploadAnswerMalformed(UpstreamError):
+    """The Files API answered success but not with a usable file object (`{id, bytes, ...}`, docs/kimi-api.md §7)."""
+
+    def __init__(self, detail: str, status: int) -> None:
+        super().__init__(
+            f"Kimi's Files API answered {status} but not with a file kimi-mcp can use ({detail}); nothing was "
+            "stored. Try again; if it keeps happening, check that KIMI_CODE_BASE_URL (if set) is right.",
+            status=status,
+        )
+
+
+class MediaChanged(KimiMcpError):
+    """The file changed size or became unreadable between its check and its upload."""
+
+    def __init__(self, name: str, detail: str) -> None:
+        super().__init__(
+            f"{name} changed or could not be read while it was being uploaded ({detail}); nothing was stored. "
+            "Call again once the file is complete and no longer being written."
+        )
+
+
 class RequestOverBodyCap(KimiMcpError):
     """The request kimi-mcp would send is over the service's body cap (docs/kimi-api.md §9): not sent at all."""
 

@@ -441,7 +441,7 @@ async def test_a_schema_1_database_is_migrated_and_keeps_its_conversations(tmp_p
     assert conversation.cache_key == conversation.id and conversation.turns == []
     await store.aclose()
     with sqlite3.connect(tmp_path / DB_FILE_NAME) as db:
-        assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,) == (2,)
+        assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,) == (3,)
         # A schema-1 process still running beside a migrated file inserts rows by position: that keeps working.
         db.execute("INSERT INTO conversations VALUES ('kc_00000000000000bb', 1e9, 4e9, 'm', 'anthropic', NULL, 'b', 0)")
 

@@ -9,7 +9,8 @@ Two limits hold for every chat call. At most `settings.max_concurrency` calls ar
 `settings.timeout_seconds` (KIMI_MCP_TIMEOUT) bounds the whole call, from the moment it is made: the wait for a
 slot, the `/v1/models` lookup, getting the token (a refresh respects the same deadline), and the stream with the
 SDK's retries. The wait for a slot counts because the limit is what a caller can rely on: a call returns within
-it, whatever held it up; a queue that does not move in that time is itself worth an error.
+it, whatever held it up; a queue that does not move in that time is itself worth an error. Uploads to the Files
+API (`upload`) take a slot too and keep to the same limit.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ import httpx2
 
 from kimi_mcp import errors, logs
 from kimi_mcp.http import build_http_client
-from kimi_mcp.kimi import anthropic_wire
+from kimi_mcp.kimi import anthropic_wire, files_api
+from kimi_mcp.kimi.files_api import UploadedFile, UploadProgress
 from kimi_mcp.kimi.models import ChatRequest, ChatResult, Message, StreamProgress, TextBlock
 from kimi_mcp.kimi.quota import ModelInfo, Quota, parse_models, parse_quota
 from kimi_mcp.kimi.upstream import Rejected, error_for_response, mark_retry, transport_error
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
     from anthropic import AsyncAnthropic
 
     from kimi_mcp.kimi.anthropic_wire import ProgressCallback
+    from kimi_mcp.kimi.media import LocalMedia
 
 T = TypeVar("T")
 
@@ -83,26 +86,57 @@ class KimiClient:
 
     async def chat(self, request: ChatRequest, on_progress: ProgressCallback | None = None) -> ChatResult:
         """Stream one reply from Kimi. Raises an `errors.KimiMcpError` subclass on any failure."""
+
+        async def queued() -> None:
+            if on_progress is not None:
+                await on_progress(StreamProgress(phase="queued"))
+
+        return await self._in_slot(
+            lambda: self._chat_in_slot(request, on_progress), unfinished="no complete reply", on_queued=queued
+        )
+
+    async def upload(self, media: LocalMedia, on_progress: UploadProgress | None = None) -> UploadedFile:
+        """Upload `media` to Kimi's Files API; reference the result as `UploadedFile.reference` (`ms://<id>`).
+
+        The file is streamed from disk (memory stays flat whatever its size); `on_progress(sent, total)` follows
+        it. Transient faults are retried up to KIMI_MCP_MAX_RETRIES times, a 401 recovers the token once, and the
+        whole upload keeps to KIMI_MCP_TIMEOUT. Raises an `errors.KimiMcpError` subclass on any failure.
+        """
+        return await self._in_slot(
+            lambda: self._upload_in_slot(media, on_progress), unfinished=f"the upload of {media.name} did not finish"
+        )
+
+    async def _in_slot(
+        self,
+        work: Callable[[], Awaitable[T]],
+        *,
+        unfinished: str,
+        on_queued: Callable[[], Awaitable[None]] | None = None,
+    ) -> T:
+        """Run `work` in one of the concurrency slots, all of it (the wait for the slot too) within KIMI_MCP_TIMEOUT.
+
+        `unfinished` says what did not happen in time, for the error.
+        """
         slots = self._slot_pool()
         has_slot = False
         try:
             with anyio.fail_after(self.settings.timeout_seconds):
-                await self._take_slot(slots, on_progress)
+                await self._take_slot(slots, on_queued)
                 has_slot = True
                 try:
-                    return await self._chat_in_slot(request, on_progress)
+                    return await work()
                 finally:
                     slots.release()
         except TimeoutError:
-            raise self._timed_out(queued=not has_slot) from None
+            raise self._timed_out(queued=not has_slot, unfinished=unfinished) from None
 
-    async def _take_slot(self, slots: anyio.Semaphore, on_progress: ProgressCallback | None) -> None:
+    async def _take_slot(self, slots: anyio.Semaphore, on_queued: Callable[[], Awaitable[None]] | None) -> None:
         """One of the `max_concurrency` slots; a call that has to wait says so first."""
         try:
             slots.acquire_nowait()
         except anyio.WouldBlock:
-            if on_progress is not None:
-                await on_progress(StreamProgress(phase="queued"))
+            if on_queued is not None:
+                await on_queued()
             await slots.acquire()
 
     def _slot_pool(self) -> anyio.Semaphore:
@@ -110,14 +144,14 @@ class KimiClient:
             self._slots = anyio.Semaphore(self.settings.max_concurrency)
         return self._slots
 
-    def _timed_out(self, queued: bool) -> errors.ServiceUnavailable:
+    def _timed_out(self, queued: bool, unfinished: str) -> errors.ServiceUnavailable:
         limit = f"{self.settings.timeout_seconds:g} s, the KIMI_MCP_TIMEOUT limit"
         if queued:
             return errors.ServiceUnavailable(
                 f"no free slot within {limit}: {self.settings.max_concurrency} calls were already in flight "
                 "(KIMI_MCP_MAX_CONCURRENCY)"
             )
-        return errors.ServiceUnavailable(f"no complete reply within {limit}")
+        return errors.ServiceUnavailable(f"{unfinished} within {limit}")
 
     async def _chat_in_slot(self, request: ChatRequest, on_progress: ProgressCallback | None) -> ChatResult:
         efforts = await self._efforts(request.model) if request.thinking != "off" else frozenset()
@@ -130,6 +164,40 @@ class KimiClient:
             return await self._authorized(call)
         except errors.QuotaExceeded as exc:
             raise await self._with_reset_time(exc) from None
+
+    async def _upload_in_slot(self, media: LocalMedia, on_progress: UploadProgress | None) -> UploadedFile:
+        body = files_api.MultipartBody(media)
+        meter = files_api.ProgressMeter(media.size, on_progress) if on_progress is not None else None
+
+        async def call(token: str) -> UploadedFile:
+            return await self._post_file(body, meter, token)
+
+        return await self._authorized(call)
+
+    async def _post_file(
+        self, body: files_api.MultipartBody, meter: files_api.ProgressMeter | None, token: str
+    ) -> UploadedFile:
+        """POST the body, retrying transient faults (the SDK's retries do not cover uploads, docs/kimi-api.md §9)."""
+        url = f"{self.settings.base_url}{files_api.FILES_PATH}"
+        headers = {**body.headers(), "Authorization": f"Bearer {token}"}
+        attempt = 0
+        while True:
+            try:
+                # A fresh body stream per attempt: the file is read again from its start.
+                response = await self.http.post(url, content=body.stream(meter), headers=headers)
+            except httpx2.TransportError:
+                if attempt >= self.settings.max_retries:
+                    raise  # _mapped names the cause
+                delay = files_api.backoff(attempt)
+            else:
+                if response.status_code < 400:
+                    return files_api.uploaded_file(response, body.media)
+                # A 401 is not retried here: upload_error makes it `Rejected`, and _authorized recovers the token.
+                retry = response.status_code != 401 and attempt < self.settings.max_retries
+                if (delay := files_api.retry_delay(response, attempt) if retry else None) is None:
+                    raise files_api.upload_error(response, body.media)
+            attempt += 1
+            await anyio.sleep(delay)
 
     async def _with_reset_time(self, exc: errors.QuotaExceeded) -> errors.QuotaExceeded:
         """§9: a used-up quota is not retried; tell the user when the 5-hour window resets.

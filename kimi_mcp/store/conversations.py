@@ -25,6 +25,7 @@ from kimi_mcp.errors import ConversationNotFound
 from kimi_mcp.kimi.models import ContentBlock, Message, TextBlock, Usage
 from kimi_mcp.store.db import DB_FILE_NAME, Database, transaction
 from kimi_mcp.store.locks import KeyedLocks
+from kimi_mcp.store.uploads import UploadCache
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,13 @@ class ConversationStore:
         # Held by a server call from loading a conversation to appending its turn: in-process continuations of
         # one conversation go one at a time, so each one's request carries the turn before it.
         self.turn_locks = KeyedLocks()
+        self._uploads = UploadCache(self._db)
+
+    @property
+    def uploads(self) -> UploadCache:
+        """Files uploaded to Kimi, by content, in the same database file (their rows never expire with
+        conversations: an upload outlives the conversations that use it)."""
+        return self._uploads
 
     @staticmethod
     def new_id() -> str:

@@ -63,6 +63,23 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             cache_key TEXT NOT NULL
         ) WITHOUT ROWID""",
     ),
+    # 2 -> 3: files uploaded to Kimi's Files API, by content (store/uploads.py). A table of its own because an
+    # upload belongs to no conversation: the same bytes keep the same `ms://` id across conversations, restarts and
+    # token refreshes (docs/kimi-api.md §6, §7), so its rows must outlive conversation expiry rather than cascade
+    # with it. Keyed by sha256 and base URL, never by token; looked up by file id when Kimi says an id is gone.
+    (
+        """CREATE TABLE uploads (
+            sha256 TEXT NOT NULL,
+            base_url TEXT NOT NULL,
+            file_id TEXT NOT NULL,
+            mime_type TEXT NOT NULL,
+            bytes INTEGER NOT NULL,
+            source_path TEXT,
+            created_at REAL NOT NULL,
+            PRIMARY KEY (sha256, base_url)
+        ) WITHOUT ROWID""",
+        "CREATE INDEX uploads_by_file_id ON uploads (file_id, base_url)",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
