@@ -268,16 +268,21 @@ class NotTakingRequests(KimiMcpError):
 class FileAccessDenied(KimiMcpError):
     """A local path the caller named may not be read: outside the allowed folders, not a regular file, or missing."""
 
-    def __init__(self, path: str, reason: str, roots: list[str]) -> None:
-        where = ", ".join(roots) if roots else "(none: no allowed folder exists)"
+    def __init__(self, path: str, reason: str, roots: list[str] | None) -> None:
+        # roots None: refused by access.open_regular, which has no policy at hand (the file changed after the
+        # policy's check, whose message named them).
+        if roots is None:
+            where = ""
+        else:
+            where = ": " + (", ".join(roots) if roots else "(none: no allowed folder exists)")
         super().__init__(
-            f"Cannot read {path}: {reason}. kimi-mcp reads only regular files inside the allowed folders: {where} "
+            f"Cannot read {path}: {reason}. kimi-mcp reads only regular files inside the allowed folders{where} "
             "(the MCP client's roots when it offers them, else KIMI_MCP_ALLOWED_DIRS, else the server's working "
             "folder). Pass an absolute path inside one of them."
         )
         self.path = path
         self.reason = reason
-        self.roots = roots
+        self.roots = roots or []
 
 
 class MediaRefused(KimiMcpError):
@@ -314,6 +319,14 @@ class MediaTypeMismatch(MediaRefused):
         super().__init__(
             f"The data is {detected}, not the claimed {claimed}. Pass the matching mime_type (or leave it out "
             "and kimi-mcp detects the type from the content)."
+        )
+
+
+class MediaNotBase64(MediaRefused):
+    def __init__(self, name: str, detail: str) -> None:
+        super().__init__(
+            f"{name} is not valid base64 ({detail}). Send the file's bytes base64-encoded (standard alphabet, with "
+            "padding), optionally as a data: URL."
         )
 
 
