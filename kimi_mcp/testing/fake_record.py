@@ -1,4 +1,8 @@
-"""What the fake Kimi service saw: one `RecordedRequest` per HTTP request, OAuth ones included."""
+"""What the fake Kimi service saw: one `RecordedRequest` per HTTP request, OAuth ones included.
+
+File uploads (POST /v1/files) are recorded too, but their body is streamed, not kept: `body` stays b"" and
+`body_size` counts the bytes received; what the multipart body held is in `FakeKimi.uploads` (fake_files.py).
+"""
 
 from __future__ import annotations
 
@@ -15,8 +19,9 @@ class RecordedRequest:
     method: str
     path: str
     headers: dict[str, str]
-    body: bytes
+    body: bytes  # b"" for a file upload, whose body is counted (body_size) but never kept
     received_at: float
+    body_size: int = 0  # bytes of the request body received
     disconnected_at: float | None = None
     completed: bool = False
     status: int | None = None

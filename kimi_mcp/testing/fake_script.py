@@ -1,6 +1,7 @@
 """Scripted answers of the fake Kimi service and how they look on the Anthropic wire.
 
-`Reply` and `Fault` are what a test queues with `FakeKimi.script()`; the functions below turn a `Reply` into
+`Reply` and `Fault` are what a test queues with `FakeKimi.script()` (and `Fault` with `FakeKimi.script_upload()`
+for POST /v1/files); the functions below turn a `Reply` into
 the exact SSE event sequence (or JSON message) of the Anthropic Messages API (docs/kimi-api.md §1, §8).
 """
 
@@ -48,6 +49,11 @@ class Reply:
 
 # The service's words when an account has too many requests in flight (docs/kimi-api.md §9).
 BUSY_MESSAGE = "You've reached your concurrent request limit, please try again later."
+# What the nginx in front of the service answers for a body over its size limit (docs/kimi-api.md §9): HTML.
+NGINX_413_HTML = (
+    "<html>\r\n<head><title>413 Request Entity Too Large</title></head>\r\n<body>\r\n"
+    "<center><h1>413 Request Entity Too Large</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
+)
 
 
 @dataclass
@@ -60,6 +66,8 @@ class Fault:
     retry_after: float | None = None
     headers: dict[str, str] = field(default_factory=dict)
     drop_connection: bool = False
+    # A raw response body instead of the JSON error envelope (its content type goes in `headers`).
+    body: str | None = None
 
     def response_headers(self) -> dict[str, str]:
         headers = dict(self.headers)
@@ -71,6 +79,16 @@ class Fault:
     def busy(cls, retry_after: float | None = None) -> Fault:
         """403 "concurrent request limit": the account has too many requests in flight."""
         return cls(403, "permission_error", BUSY_MESSAGE, retry_after=retry_after)
+
+    @classmethod
+    def too_large(cls, message: str = "request entity too large") -> Fault:
+        """413 in the service's JSON error shape: the request (an upload, a message) was too big (§9)."""
+        return cls(413, "request_too_large", message)
+
+    @classmethod
+    def nginx_too_large(cls) -> Fault:
+        """413 as nginx answers it, an HTML page rather than JSON (seen on video batches, §9)."""
+        return cls(413, body=NGINX_413_HTML, headers={"content-type": "text/html"})
 
 
 @dataclass(frozen=True)
