@@ -123,7 +123,8 @@ class MultipartBody:
         if sent != media.size:
             # Sending on would break the Content-Length promise, and the cache would file the new content under
             # the old content's sha256.
-            raise errors.MediaChanged(media.name, f"it was {media.size:,} bytes when checked, now {sent:,} or more")
+            now = "more" if sent > media.size else f"{sent:,}"
+            raise errors.MediaChanged(media.name, f"it was {media.size:,} bytes when checked, now {now}")
         yield self._tail
 
 

@@ -357,3 +357,19 @@ async def test_a_200_mb_upload_keeps_memory_flat(fake_kimi: FakeKimi, tmp_path: 
     seen = fake_kimi.uploads[-1]
     assert (seen.size, seen.sha256, seen.file_id) == (size, result["sha256"], result["id"])
     assert result["last"] == size and result["steps"] <= 101
+
+
+@pytest.mark.parametrize(("given", "said"), [(10, "now 10"), (500, "now more")])
+async def test_a_source_that_gives_other_than_its_size_stops_the_body(given: int, said: str) -> None:
+    checked = inspect_data(PNG_SIGNATURE + bytes(100), max_bytes=1000, claimed_mime=None)
+
+    class WrongSize(LocalMedia):
+        async def chunks(self, chunk_size: int = MiB) -> AsyncIterator[bytes]:
+            yield PNG_SIGNATURE + bytes(given - len(PNG_SIGNATURE))
+
+    media = WrongSize(checked.name, checked.media_type, checked.size, checked.sha256, data=checked.data)
+    parts: list[bytes] = []
+    with pytest.raises(errors.MediaChanged, match=f"108 bytes when checked, {said}"):
+        async for part in files_api.MultipartBody(media).stream():
+            parts.append(part)
+    assert not parts[-1].endswith(b"--\r\n")  # the closing boundary never went out
