@@ -1,4 +1,4 @@
-"""The MCP tools: `kimi_chat` and `kimi_login_status`.
+"""The MCP tools: `kimi_chat`, `kimi_upload_media` and `kimi_login_status`.
 
 Every failure a user can act on comes back as an `isError` result whose text says what happened and what to
 do; nothing a tool raises may crash the server or reach the model as a bare "Error executing tool".
@@ -16,16 +16,20 @@ from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BeforeValidator, Field
 
 from kimi_mcp import errors
-from kimi_mcp.server import turns
+from kimi_mcp.kimi.media import LocalMedia, decode_base64, inspect_data
+from kimi_mcp.server import local_files, turns
 from kimi_mcp.server.arguments import ArgumentCheck
 from kimi_mcp.server.chat_result import CLAUDE_CODE_SIZE_HINT_KEY, chat_result, size_hint
 from kimi_mcp.server.login_prompt import finished_login_meanwhile, login_required_result
-from kimi_mcp.server.progress import ProgressReporter
+from kimi_mcp.server.progress import ProgressReporter, UploadProgress
 from kimi_mcp.server.state import AppState
 from kimi_mcp.server.status import login_status
 from kimi_mcp.settings import Settings, ThinkingLevel
 
 logger = logging.getLogger(__name__)
+
+# A bound on one turn's media list: each item may be a large upload, and a host passing hundreds is a mistake.
+MAX_MEDIA_PER_CALL = 20
 
 CHAT_DESCRIPTION = (
     "Ask Kimi (Moonshot's kimi-for-coding, 262k-token context) and get its reply. Kimi sees ONLY what you put "
@@ -33,7 +37,14 @@ CHAT_DESCRIPTION = (
     "chat. Good for a second opinion or review, reading long text you paste in, or a parallel sub-task. "
     "Returns the reply as text ending with a line [conversation_id: … · turn N]; pass the id back to continue "
     "the thread (cheap: Kimi caches the shared prefix). Long replies are cut; the footer then names the "
-    "kimi://conversations/{id} resource with the full text."
+    "kimi://conversations/{id} resource with the full text. media: images/videos Kimi should see, as absolute "
+    "paths on the kimi-mcp server's disk or ms:// ids from kimi_upload_media."
+)
+UPLOAD_DESCRIPTION = (
+    "Upload an image (JPEG, PNG, GIF, WebP) or video (MP4, MOV, WebM, MKV, AVI, FLV, 3GP, MPEG) to Kimi and get "
+    "an ms:// id to pass in kimi_chat's media. path: an absolute path on the kimi-mcp server's disk, inside its "
+    "allowed folders; data_base64 + mime_type: the bytes themselves, for clients not on the server's machine. "
+    "The same content always gives the same id (cached), so re-sending it keeps Kimi's cache warm."
 )
 STATUS_DESCRIPTION = (
     "Show how kimi-mcp is signed in to Kimi (API key, account login or none), the base URL and protocol, and "
@@ -89,6 +100,13 @@ async def kimi_chat(
         NOT_A_BOOL,
         Field(description="Cut the returned text shorter than the server's cap (KIMI_MCP_MAX_OUTPUT_CHARS)."),
     ] = None,
+    media: Annotated[
+        list[Annotated[str, Field(min_length=1, max_length=4096)]] | None,
+        Field(
+            max_length=MAX_MEDIA_PER_CALL,
+            description="Images/videos for this turn: absolute paths on the server's disk, or ms:// ids.",
+        ),
+    ] = None,
 ) -> CallToolResult:
     state = _state(ctx)
     cap = state.settings.max_output_chars
@@ -97,6 +115,7 @@ async def kimi_chat(
         return await _chat(
             state,
             ctx,
+            media=media or [],
             prompt=prompt,
             system=system,
             conversation_id=conversation_id,
@@ -128,6 +147,7 @@ async def _chat(
     state: AppState,
     ctx: Context,
     *,
+    media: list[str],
     prompt: str,
     system: str | None,
     conversation_id: str | None,
@@ -136,7 +156,23 @@ async def _chat(
     max_output_tokens: int | None,
     max_output_chars: int,
 ) -> CallToolResult:
-    ask = turns.Ask(prompt=prompt, thinking=thinking, max_output_tokens=max_output_tokens)
+    policy = await local_files.access_policy(state, ctx) if media else None
+
+    async def reopen(path: str) -> LocalMedia | None:
+        if policy is None:
+            return None
+        try:
+            return await local_files.read_media(policy, path, state.settings.max_media_bytes)
+        except errors.KimiMcpError:
+            return None
+
+    ask = turns.Ask(
+        prompt=prompt,
+        thinking=thinking,
+        max_output_tokens=max_output_tokens,
+        media=tuple(await local_files.media_items(state, ctx, media, policy)),
+        reopen=reopen,
+    )
     # One reporter for the whole call: its heartbeat also covers a wait for the conversation's previous turn.
     reporter = ProgressReporter(ctx)
     if conversation_id:
@@ -152,6 +188,61 @@ async def _chat(
         max_output_chars=max_output_chars,
         include_thinking=include_thinking,
     )
+
+
+UPLOAD_META_KEY = "kimi-mcp/upload"
+
+
+async def kimi_upload_media(
+    ctx: Context,
+    path: Annotated[
+        str | None,
+        Field(max_length=4096, description="Absolute path of the file on the kimi-mcp server's disk."),
+    ] = None,
+    data_base64: Annotated[
+        str | None, Field(description="The file's bytes, base64 (instead of path; same size limit).")
+    ] = None,
+    mime_type: Annotated[
+        str | None, Field(max_length=100, description="With data_base64: its type, e.g. image/png (checked).")
+    ] = None,
+) -> CallToolResult:
+    """Upload one file and return `{media_id, mime_type, bytes, sha256, cached}` as JSON text (and in `_meta`)."""
+    state = _state(ctx)
+    try:
+        media = await _media_to_upload(state, ctx, path, data_base64, mime_type)
+        outcome = await state.uploader.ensure(media, UploadProgress(ctx, media.name))
+    except errors.LoginRequired as exc:
+        return await login_required_result(state, ctx, exc)
+    except errors.KimiMcpError as exc:
+        logger.info("kimi_upload_media failed: %s", exc.message)
+        return _error(exc.message)
+    except Exception as exc:
+        logger.exception("kimi_upload_media failed unexpectedly")
+        return _error(errors.InternalError(type(exc).__name__).message)
+    report = {
+        "media_id": outcome.reference,
+        "mime_type": outcome.media_type.mime_type,
+        "bytes": outcome.bytes,
+        "sha256": outcome.sha256,
+        "cached": outcome.cached,
+    }
+    text = json.dumps(report, indent=2)
+    return CallToolResult(content=[TextContent(type="text", text=text)], meta={UPLOAD_META_KEY: report})
+
+
+async def _media_to_upload(
+    state: AppState, ctx: Context, path: str | None, data_base64: str | None, mime_type: str | None
+) -> LocalMedia:
+    limit = state.settings.max_media_bytes
+    if (path is None) == (data_base64 is None):
+        raise errors.InvalidArguments(
+            "kimi_upload_media", ["give exactly one of path (a file on the server) or data_base64 (with mime_type)"]
+        )
+    if path is not None:
+        return await local_files.read_media(await local_files.access_policy(state, ctx), path, limit)
+    assert data_base64 is not None
+    data = decode_base64(data_base64, max_bytes=limit)
+    return inspect_data(data, max_bytes=limit, claimed_mime=mime_type)
 
 
 STATUS_META_KEY = "kimi-mcp/login_status"
@@ -187,6 +278,17 @@ def register(server: MCPServer[AppState], settings: Settings) -> None:
         meta={CLAUDE_CODE_SIZE_HINT_KEY: size_hint(settings.max_output_chars)},
         structured_output=False,
     )(kimi_chat)
+    check.add("kimi_upload_media", kimi_upload_media)
+    server.tool(
+        name="kimi_upload_media",
+        title="Upload media to Kimi",
+        description=UPLOAD_DESCRIPTION,
+        # Not idempotent in the strict sense only for Kimi's side: the same content returns the same cached id.
+        annotations=ToolAnnotations(
+            read_only_hint=False, open_world_hint=True, destructive_hint=False, idempotent_hint=True
+        ),
+        structured_output=False,
+    )(kimi_upload_media)
     server.tool(
         name="kimi_login_status",
         title="Kimi login status",

@@ -10,11 +10,14 @@ conversation that grew between a call's load and its append gets that call's tur
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
 from kimi_mcp import errors
-from kimi_mcp.kimi.models import ChatRequest, ChatResult, Message, TextBlock
+from kimi_mcp.kimi.attachments import Attachments, Reopen
+from kimi_mcp.kimi.media import LocalMedia
+from kimi_mcp.kimi.models import ChatRequest, ChatResult, ContentBlock, MediaBlock, Message, TextBlock
 from kimi_mcp.server.progress import ProgressReporter
 from kimi_mcp.server.state import AppState
 from kimi_mcp.server.surrogates import has_lone_surrogates, replace_lone_surrogates
@@ -31,6 +34,10 @@ class Ask:
     prompt: str
     thinking: ThinkingLevel
     max_output_tokens: int | None
+    # Images and videos: read local files, or ms:// references (kimi/attachments.py), sent before the prompt.
+    media: tuple[LocalMedia | str, ...] = ()
+    # How to read again a file an upload was made from, should Kimi say it lost the upload (server/local_files.py).
+    reopen: Reopen | None = None
 
 
 class Outcome(NamedTuple):
@@ -51,13 +58,16 @@ async def start(state: AppState, reporter: ProgressReporter, ask: Ask, system: s
     """The first turn of a new conversation."""
     conversation_id = state.store.new_id()
     model, wire = state.settings.model, state.settings.protocol
-    result = await _ask_kimi(state, reporter, ask, model=model, system=system, history=[], cache_key=conversation_id)
-    turn = _turn(ask, result)
+    attached = await _attach(state, reporter, ask)
+    sent = await _ask_kimi(
+        state, reporter, ask, attached, model=model, system=system, history=[], cache_key=conversation_id
+    )
+    turn = _turn(sent)
     try:
         number = await state.store.append_turn(conversation_id, model=model, wire=wire, system=system, turn=turn)
     except Exception as exc:  # Kimi already answered (and the quota is spent): return the reply regardless
-        return Outcome(result, conversation_id, 1, _not_saved(conversation_id, exc))
-    return Outcome(result, conversation_id, number, None)
+        return Outcome(sent.result, conversation_id, 1, _notes(attached, _not_saved(conversation_id, exc)))
+    return Outcome(sent.result, conversation_id, number, _notes(attached))
 
 
 async def proceed(state: AppState, reporter: ProgressReporter, ask: Ask, conversation_id: str) -> Outcome:
@@ -67,19 +77,23 @@ async def proceed(state: AppState, reporter: ProgressReporter, ask: Ask, convers
     async def queued() -> None:
         await reporter.waiting_for(f"the previous turn of conversation {conversation_id}")
 
+    # Media first, outside the conversation's lock: an upload does not depend on the history.
+    attached = await _attach(state, reporter, ask)
     async with store.turn_locks.holding(conversation_id, on_wait=queued):
         await reporter.waiting_for(None)
         conversation = await store.load(conversation_id)
-        result = await _ask_kimi(
+        sent = await _ask_kimi(
             state,
             reporter,
             ask,
+            attached,
             model=conversation.model,
             system=conversation.system,
             history=conversation.messages(),
             cache_key=conversation.cache_key,
         )
-        return await _store_next(state, conversation, _turn(ask, result), result)
+        outcome = await _store_next(state, conversation, _turn(sent), sent.result)
+    return outcome._replace(note=_notes(attached, outcome.note))
 
 
 async def _store_next(state: AppState, conversation: Conversation, turn: Turn, result: ChatResult) -> Outcome:
@@ -94,25 +108,68 @@ async def _store_next(state: AppState, conversation: Conversation, turn: Turn, r
     return Outcome(result, appended.conversation_id, appended.turn, note)
 
 
+class Sent(NamedTuple):
+    """Kimi's answer and the user turn exactly as the request that got it carried it."""
+
+    result: ChatResult
+    user: list[ContentBlock]
+
+
+async def _attach(state: AppState, reporter: ProgressReporter, ask: Ask) -> Attachments:
+    if not ask.media:
+        return Attachments(blocks=[])
+
+    def progress_for(name: str) -> Callable[[int, int], Awaitable[None]]:
+        return lambda sent, total: reporter.uploading(name, sent, total)
+
+    return await state.media_policy.attach(ask.media, progress_for)
+
+
 async def _ask_kimi(
     state: AppState,
     reporter: ProgressReporter,
     ask: Ask,
+    attached: Attachments,
     *,
     model: str,
     system: str | None,
     history: list[Message],
     cache_key: str,
-) -> ChatResult:
-    request = ChatRequest(
-        model=model,
-        system=system,
-        messages=[*history, Message(role="user", content=[TextBlock(text=ask.prompt)])],
-        thinking=ask.thinking,
-        max_output_tokens=ask.max_output_tokens,
-        cache_key=cache_key if state.settings.cache_enabled else None,
-    )
-    return _encodable(await state.kimi.chat(request, on_progress=reporter.update))
+) -> Sent:
+    def build(media: list[MediaBlock]) -> ChatRequest:
+        return ChatRequest(
+            model=model,
+            system=system,
+            messages=[*history, Message(role="user", content=[*media, TextBlock(text=ask.prompt)])],
+            thinking=ask.thinking,
+            max_output_tokens=ask.max_output_tokens,
+            cache_key=cache_key if state.settings.cache_enabled else None,
+        )
+
+    policy = state.media_policy
+    request = build(attached.blocks)
+    if attached.blocks:
+        request, attached = await policy.fit(attached, build)
+    try:
+        result = await state.kimi.chat(request, on_progress=reporter.update)
+    except errors.MediaGone as gone:
+        # docs/kimi-api.md §7: Kimi no longer has a file this request refers to. Upload it again, once.
+        replaced = await policy.replace_gone(request, attached, gone.reference, ask.reopen or _cannot_reopen)
+        if replaced is None:
+            raise
+        logger.info("Kimi no longer had %s; uploaded it again as %s", gone.reference, replaced[1].reference)
+        request = replaced[0]
+        result = await state.kimi.chat(request, on_progress=reporter.update)
+    return Sent(_encodable(result), list(request.messages[-1].content))
+
+
+async def _cannot_reopen(_: str) -> LocalMedia | None:
+    return None
+
+
+def _notes(attached: Attachments, *more: str | None) -> str | None:
+    notes = [*attached.notes, *(note for note in more if note)]
+    return " ".join(notes) or None
 
 
 def _encodable(result: ChatResult) -> ChatResult:
@@ -123,9 +180,10 @@ def _encodable(result: ChatResult) -> ChatResult:
     return result.model_copy(update=broken) if broken else result
 
 
-def _turn(ask: Ask, result: ChatResult) -> Turn:
+def _turn(sent: Sent) -> Turn:
+    result = sent.result
     return Turn(
-        user=[TextBlock(text=ask.prompt)],
+        user=sent.user,
         assistant_text=result.text,
         thinking=result.thinking,
         stop_reason=result.stop_reason,

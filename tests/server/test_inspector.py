@@ -62,11 +62,11 @@ def payload(result: dict[str, Any]) -> dict[str, Any]:
     return json.loads(blocks[0]["text"])
 
 
-def test_inspector_lists_both_tools(inspector: Inspect, kimi_env: dict[str, str]) -> None:
+def test_inspector_lists_every_tool(inspector: Inspect, kimi_env: dict[str, str]) -> None:
     code, out = inspector(kimi_env, "tools/list")
     assert code == 0, out
     tools = {tool["name"]: tool for tool in out["result"]["tools"]}
-    assert set(tools) == {"kimi_chat", "kimi_login_status"}
+    assert set(tools) == {"kimi_chat", "kimi_upload_media", "kimi_login_status"}
     schema = tools["kimi_chat"]["inputSchema"]
     assert schema["required"] == ["prompt"] and schema["properties"]["prompt"]["type"] == "string"
     assert "conversation_id" in schema["properties"]
@@ -87,6 +87,38 @@ def test_inspector_calls_kimi_chat(inspector: Inspect, kimi_env: dict[str, str],
     assert result["content"][0]["text"] == "Fake Kimi reply to: Hello from the Inspector" + footer
     [sent] = fake_kimi.messages_requests()
     assert sent.headers["authorization"] == f"Bearer {kimi_env['KIMI_API_KEY']}" and "x-api-key" not in sent.headers
+
+
+def test_inspector_uploads_an_image_then_asks_about_it_by_id(
+    inspector: Inspect, kimi_env: dict[str, str], fake_kimi: FakeKimi, tmp_path: Path
+) -> None:
+    image = tmp_path / "shot.png"
+    image.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)) * 8192)  # 2 MiB: uploaded
+    env = {**kimi_env, "KIMI_MCP_ALLOWED_DIRS": str(tmp_path)}
+    code, out = inspector(env, "tools/call", "--tool-name", "kimi_upload_media", "--tool-arg", f"path={image}")
+    assert code == 0, out
+    uploaded = payload(out["result"])
+    [upload] = fake_kimi.uploads
+    assert uploaded["media_id"] == f"ms://{upload.file_id}" and uploaded["cached"] is False
+    assert (upload.filename, upload.purpose, upload.size) == ("upload.png", "image", image.stat().st_size)
+    # A second server process (the Inspector spawns one per request) knows the id from the shared store.
+    media = json.dumps([uploaded["media_id"]])
+    code, out = inspector(
+        env,
+        "tools/call",
+        "--tool-name",
+        "kimi_chat",
+        "--tool-arg",
+        "prompt=What is on it?",
+        "--tool-arg",
+        f"media={media}",
+    )
+    assert code == 0, out
+    assert out["result"]["isError"] is False, out
+    [sent] = fake_kimi.messages_requests()
+    content = sent.json()["messages"][0]["content"]
+    assert content[0] == {"type": "image", "source": {"type": "url", "url": uploaded["media_id"]}}
+    assert len(fake_kimi.uploads) == 1
 
 
 def test_inspector_reads_login_status(inspector: Inspect, kimi_env: dict[str, str]) -> None:

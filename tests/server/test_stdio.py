@@ -82,7 +82,7 @@ async def test_kimi_chat_over_stdio_sends_the_kimi_wire(
         tools = {tool.name: tool for tool in (await client.list_tools()).tools}
         result = await client.call_tool("kimi_chat", {"prompt": "Review this diff over stdio"})
 
-    assert set(tools) == {"kimi_chat", "kimi_login_status"}
+    assert set(tools) == {"kimi_chat", "kimi_upload_media", "kimi_login_status"}
     assert tools["kimi_chat"].input_schema["required"] == ["prompt"]
     assert not result.is_error, text_of(result)
     out = chat_meta(result)
@@ -219,7 +219,7 @@ async def test_server_starts_without_credentials_and_kimi_chat_explains_the_logi
         login = json.loads(await read_text(client, "kimi://login"))
         status = await client.call_tool("kimi_login_status", {})
 
-    assert names == {"kimi_chat", "kimi_login_status"}
+    assert names == {"kimi_chat", "kimi_upload_media", "kimi_login_status"}
     assert ready < 15, f"initialize + tools/list took {ready:.1f} s"
     assert result.is_error
     message = text_of(result)

@@ -30,7 +30,7 @@ async def test_kimi_chat_returns_the_reply_as_text_and_its_fields_in_meta(
     async with Client(server_for(kimi_env), mode=mode) as client:
         names = {tool.name for tool in (await client.list_tools()).tools}
         result = await client.call_tool("kimi_chat", {"prompt": "Review this diff"})
-    assert names == {"kimi_chat", "kimi_login_status"}
+    assert names == {"kimi_chat", "kimi_upload_media", "kimi_login_status"}
     assert not result.is_error
     out = chat_meta(result)
     assert result.structured_content is None
