@@ -117,7 +117,11 @@ async def test_a_lone_surrogate_request_is_answered_and_the_next_request_works(
         "half an emoji: \ufffd",
         "plain",
     ]
-    assert {tool["name"] for tool in listed["result"]["tools"]} == {"kimi_chat", "kimi_upload_media", "kimi_login_status"}
+    assert {tool["name"] for tool in listed["result"]["tools"]} == {
+        "kimi_chat",
+        "kimi_upload_media",
+        "kimi_login_status",
+    }
     assert again["result"]["isError"] is False and after["result"]["isError"] is False
     assert "lone UTF-16 surrogates" in (tmp_path / "serve.log").read_text()
 
