@@ -113,7 +113,7 @@ async def test_a_fresh_server_warms_up_after_the_tools_are_listed_without_any_ca
     assert out["before_tools_list"] == {"anthropic": False, "thread": False}
     # Then, with no kimi_chat call at all, the SDK is imported and the server's client and store are made.
     assert out["after"] == {"anthropic": True, "kimi_client": True, "store": True, "failures": []}
-    assert out["listed_during_warm_up"] == 2
+    assert out["listed_during_warm_up"] == 3
     # The SDK's objects are frozen out of later full collections, and the collector runs again.
     assert out["gc"] == {"enabled": True, "frozen": True}
 
