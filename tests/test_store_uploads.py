@@ -122,3 +122,17 @@ async def test_an_upload_cache_works_over_a_bare_database(tmp_path: Path) -> Non
     cache = UploadCache(Database(tmp_path / DB_FILE_NAME))
     await cache.put(upload())
     assert (await cache.by_file_id("file-1", BASE)) is not None
+
+
+async def test_a_lost_id_leads_to_the_upload_of_the_same_content_made_since(tmp_path: Path) -> None:
+    cache = ConversationStore(tmp_path, max_age_seconds=HOUR).uploads
+    lost = upload("file-lost")
+    await cache.put(lost)
+    assert await cache.current("file-lost", BASE) == lost
+    await cache.drop("file-lost", BASE)
+    assert await cache.current("file-lost", BASE) is None  # lost, and not uploaded again yet
+    again = upload("file-again")
+    await cache.put(again)
+    assert await cache.current("file-lost", BASE) == again
+    assert await cache.current("file-lost", OTHER_BASE) is None  # ids of one service mean nothing to another
+    assert await cache.by_file_id("file-lost", BASE) is None

@@ -84,7 +84,16 @@ class MediaPolicy:
                 attached.sources.append(item)
         return attached
 
+    async def current_references(self, request: ChatRequest) -> ChatRequest:
+        """`request` with each `ms://` id Kimi lost replaced by the id its content was uploaded again under."""
+        for reference in sorted(_references(request)):
+            live = await self.uploader.current(reference)
+            if live != reference:
+                request = with_reference(request, reference, live)
+        return request
+
     async def _referenced(self, reference: str) -> MediaBlock:
+        reference = await self.uploader.current(reference)
         known = await self.uploader.known(reference)
         media_type = media_type_for_mime(known.mime_type) if known is not None else None
         if media_type is None:
@@ -186,3 +195,12 @@ def _over_cap(request: ChatRequest) -> bool:
     except errors.RequestOverBodyCap:
         return True
     return False
+
+
+def _references(request: ChatRequest) -> set[str]:
+    return {
+        block.source.url
+        for message in request.messages
+        for block in message.content
+        if isinstance(block, (ImageBlock, VideoBlock)) and isinstance(block.source, UrlSource)
+    }

@@ -60,6 +60,15 @@ class MediaUploader:
             return None
         return await self.cache.by_file_id(file_id, self.base_url)
 
+    async def current(self, reference: str) -> str:
+        """The reference to send for `reference`: itself, or for an id Kimi lost, the id its content was uploaded
+        again under (so a conversation stored before the loss can go on, with one stable prefix)."""
+        file_id = file_id_of(reference)
+        if file_id is None or self.cache is None:
+            return reference
+        live = await self.cache.current(file_id, self.base_url)
+        return live.reference if live is not None else reference
+
     async def replace(
         self, reference: str, media: LocalMedia, on_progress: UploadProgress | None = None
     ) -> UploadOutcome:

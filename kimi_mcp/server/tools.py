@@ -159,10 +159,10 @@ async def _chat(
     policy = await local_files.access_policy(state, ctx) if media else None
 
     async def reopen(path: str) -> LocalMedia | None:
-        if policy is None:
-            return None
+        """The file an upload Kimi lost came from, read again under this call's policy (None if not allowed)."""
         try:
-            return await local_files.read_media(policy, path, state.settings.max_media_bytes)
+            allowed = policy or await local_files.access_policy(state, ctx)
+            return await local_files.read_media(allowed, path, state.settings.max_media_bytes)
         except errors.KimiMcpError:
             return None
 

@@ -150,6 +150,8 @@ async def _ask_kimi(
     request = build(attached.blocks)
     if attached.blocks:
         request, attached = await policy.fit(attached, build)
+    if any(not isinstance(block, TextBlock) for message in history for block in message.content):
+        request = await policy.current_references(request)
     try:
         result = await state.kimi.chat(request, on_progress=reporter.update)
     except errors.MediaGone as gone:

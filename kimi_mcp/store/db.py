@@ -79,6 +79,15 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (sha256, base_url)
         ) WITHOUT ROWID""",
         "CREATE INDEX uploads_by_file_id ON uploads (file_id, base_url)",
+        # Ids Kimi said it lost, and the content they held: conversations stored before the loss still name the old
+        # id, and each of their later turns is sent with the current id of the same content instead.
+        """CREATE TABLE retired_uploads (
+            file_id TEXT NOT NULL,
+            base_url TEXT NOT NULL,
+            sha256 TEXT NOT NULL,
+            retired_at REAL NOT NULL,
+            PRIMARY KEY (file_id, base_url)
+        ) WITHOUT ROWID""",
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)

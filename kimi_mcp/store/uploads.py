@@ -51,6 +51,11 @@ class UploadCache:
         query = f"SELECT {_COLUMNS} FROM uploads WHERE file_id = ? AND base_url = ? ORDER BY created_at DESC LIMIT 1"
         return await self._db.run(lambda conn: _one(conn, query, file_id, base_url))
 
+    async def current(self, file_id: str, base_url: str) -> CachedUpload | None:
+        """The live upload for `file_id`: its own record, or, for an id Kimi lost (see `drop`), the record of the
+        same content uploaded again since. None if neither is known."""
+        return await self._db.run(lambda conn: _current(conn, file_id, base_url))
+
     async def put(self, upload: CachedUpload) -> None:
         """Record an upload; it replaces any earlier record of the same content on the same service."""
         await self._db.run(lambda conn: _put(conn, upload))
@@ -86,4 +91,24 @@ def _put(conn: sqlite3.Connection, upload: CachedUpload) -> None:
 
 def _drop(conn: sqlite3.Connection, file_id: str, base_url: str) -> None:
     with transaction(conn, "IMMEDIATE"):
+        # Remember which content the lost id held, so stored conversations that name it can be sent with its
+        # successor (`current`).
+        conn.execute(
+            "INSERT OR REPLACE INTO retired_uploads (file_id, base_url, sha256, retired_at) "
+            "SELECT file_id, base_url, sha256, ? FROM uploads WHERE file_id = ? AND base_url = ?",
+            (time.time(), file_id, base_url),
+        )
         conn.execute("DELETE FROM uploads WHERE file_id = ? AND base_url = ?", (file_id, base_url))
+
+
+def _current(conn: sqlite3.Connection, file_id: str, base_url: str) -> CachedUpload | None:
+    own = _one(conn, f"SELECT {_COLUMNS} FROM uploads WHERE file_id = ? AND base_url = ? LIMIT 1", file_id, base_url)
+    if own is not None:
+        return own
+    return _one(
+        conn,
+        f"SELECT {', '.join('u.' + c.strip() for c in _COLUMNS.split(','))} FROM retired_uploads r "
+        "JOIN uploads u ON u.sha256 = r.sha256 AND u.base_url = r.base_url WHERE r.file_id = ? AND r.base_url = ?",
+        file_id,
+        base_url,
+    )

@@ -309,3 +309,26 @@ async def test_an_unknown_media_id_is_a_clear_error(media_env: dict[str, str], f
         result = await client.call_tool("kimi_chat", {"prompt": "see", "media": ["ms://never-uploaded"]})
     assert result.is_error and "kimi_upload_media" in text_of(result)
     assert fake_kimi.messages_requests() == []
+
+
+async def test_a_conversation_whose_earlier_image_kimi_lost_goes_on_with_one_new_id(
+    media_env: dict[str, str], fake_kimi: FakeKimi
+) -> None:
+    files = Path(media_env["KIMI_MCP_ALLOWED_DIRS"])
+    image = media_file(files, "early.png", 2 * MiB)
+    system = "You read screenshots. " * 200
+    async with Client(server_for(media_env)) as client:
+        first = await client.call_tool("kimi_chat", {"prompt": "look", "media": [str(image)], "system": system})
+        cid = chat_meta(first)["conversation_id"]
+        fake_kimi.forget_file(fake_kimi.uploads[0].file_id)
+        second = await client.call_tool("kimi_chat", {"prompt": "and now?", "conversation_id": cid})
+        third = await client.call_tool("kimi_chat", {"prompt": "and then?", "conversation_id": cid})
+    assert not second.is_error and not third.is_error, (text_of(second), text_of(third))
+    # One 400 (the lost id), one re-upload from the file it came from; the third turn goes straight through.
+    assert [r.status for r in fake_kimi.messages_requests()] == [200, 400, 200, 200]
+    assert len(fake_kimi.uploads) == 2
+    new_reference = f"ms://{fake_kimi.uploads[1].file_id}"
+    last = fake_kimi.messages_requests()[-1].json()
+    assert last["messages"][0]["content"][0]["source"]["url"] == new_reference
+    # Turn 3 repeats turn 2's prompt, the new id included, so the emulated cache serves it.
+    assert chat_meta(third)["usage"]["cache_read_tokens"] >= chat_meta(second)["usage"]["input_tokens"] // 2
