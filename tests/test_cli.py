@@ -162,3 +162,49 @@ def test_status_exits_1_when_kimi_refuses_the_key(kimi_env: dict[str, str]) -> N
     assert (
         "API key (KIMI_API_KEY)" in done.stdout and "Quota:     unavailable: Kimi rejected the API key" in done.stdout
     )
+
+
+def test_upload_prints_each_id_reuses_it_and_reports_a_bad_file(
+    kimi_env: dict[str, str], fake_kimi: FakeKimi, tmp_path: Path
+) -> None:
+    image = tmp_path / "shot.png"
+    image.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)) * 64)
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2" + bytes(5000))
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not an image\n")
+    first = run("upload", str(image), str(video), str(notes), env=kimi_env)
+    assert first.returncode == 1, first.stderr
+    ids = [f"ms://{u.file_id}" for u in fake_kimi.uploads]
+    assert first.stdout.splitlines() == [f"{ids[0]}\t{image}", f"{ids[1]}\t{video}"]
+    assert [(u.filename, u.purpose) for u in fake_kimi.uploads] == [("upload.png", "image"), ("upload.mp4", "video")]
+    assert f"kimi-mcp: {notes}: " in first.stderr and "not a supported image or video" in first.stderr
+    # The second run finds both in the shared upload cache: nothing is sent again.
+    again = run("upload", str(image), str(video), env=kimi_env)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.splitlines() == [
+        f"{ids[0]}\t{image} (already uploaded)",
+        f"{ids[1]}\t{video} (already uploaded)",
+    ]
+    assert len(fake_kimi.uploads) == 2
+
+
+def test_upload_progress_bar_redraws_in_place_and_ends_at_the_total() -> None:
+    import io
+
+    import anyio
+
+    from kimi_mcp.upload_command import ProgressBar
+
+    out = io.StringIO()
+    bar = ProgressBar("big.mp4", out)
+
+    async def feed() -> None:
+        for sent in (0, 25_000_000, 50_000_000):
+            await bar(sent, 50_000_000)
+
+    anyio.run(feed)
+    bar.close()
+    frames = out.getvalue().split("\r")[1:]
+    assert frames[-1] == "big.mp4 [" + "█" * 30 + "] 50.0 of 50.0 MB (100%)\n"
+    assert all(frame.startswith("big.mp4 [") for frame in frames)
