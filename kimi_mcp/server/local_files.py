@@ -55,7 +55,7 @@ async def access_policy(state: AppState, ctx: Context) -> FileAccessPolicy:
 async def read_media(policy: FileAccessPolicy, raw_path: str, max_bytes: int) -> LocalMedia:
     """A media file the caller named, checked by the policy, typed by content and hashed (in a worker thread)."""
     path = policy.resolve_file(raw_path)
-    return await anyio.to_thread.run_sync(lambda: inspect_path(path, max_bytes=max_bytes))
+    return await anyio.to_thread.run_sync(lambda: inspect_path(path, max_bytes=max_bytes, name=raw_path))
 
 
 async def media_items(
