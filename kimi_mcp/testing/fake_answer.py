@@ -1,4 +1,4 @@
-"""ASGI answers of the fake's /v1/messages: scripted replies, streams, cuts and dropped connections.
+"""ASGI answers of the fake's chat surfaces: scripted replies, streams, cuts and dropped connections.
 
 They work below Starlette's `Response` because a fault injector must do what a well-behaved response cannot:
 close the socket mid-stream or without any response, and notice at once when the client goes away.
@@ -7,18 +7,16 @@ close the socket mid-stream or without any response, and notice at once when the
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import time
 from dataclasses import dataclass
-from typing import Any
 
 import anyio
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from kimi_mcp.testing.fake_record import RecordedRequest
-from kimi_mcp.testing.fake_script import Reply, Usage, message_json, sse_frame, stream_events
+from kimi_mcp.testing.fake_script import Reply
 
 # After cutting a connection, how long to wait for the server to notice it is gone before giving up.
 _CLOSE_GRACE = 2.0
@@ -77,39 +75,44 @@ class DelayedAnswer:
 
 
 class ReplyAnswer:
-    """A scripted `Reply`, as JSON or as an SSE stream, watching for the client to disconnect meanwhile."""
+    """A scripted `Reply` already rendered for its surface: SSE `frames` (a stream) or a JSON `body`, sent while
+    watching for the client to disconnect. The Reply's `delay` goes between frames (before the body in JSON
+    mode) and its `cut_after_events` closes the connection mid-answer."""
 
-    def __init__(self, reply: Reply, *, stream: bool, message_id: str, model: str, usage: Usage, exchange: Exchange):
+    def __init__(
+        self, reply: Reply, *, exchange: Exchange, frames: list[bytes] | None = None, body: bytes | None = None
+    ) -> None:
+        if (frames is None) == (body is None):
+            raise ValueError("a ReplyAnswer is either a stream of frames or one JSON body")
         self._reply = reply
-        self._stream = stream
-        self._shape: dict[str, Any] = {"message_id": message_id, "model": model, "usage": usage}
+        self._frames = frames
+        self._body = body
         self._exchange = exchange
         self._cut_by_us = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         async with anyio.create_task_group() as group:
             group.start_soon(self._watch_disconnect, receive, group.cancel_scope)
-            if self._stream:
-                await self._send_stream(send, receive)
+            if self._frames is not None:
+                await self._send_stream(self._frames, send, receive)
             else:
-                await self._send_json(send, receive)
+                assert self._body is not None
+                await self._send_json(self._body, send, receive)
             group.cancel_scope.cancel()
 
-    async def _send_stream(self, send: Send, receive: Receive) -> None:
-        events = stream_events(self._reply, **self._shape)
+    async def _send_stream(self, frames: list[bytes], send: Send, receive: Receive) -> None:
         await _start(send, 200, "text/event-stream; charset=utf-8")
-        for number, event in enumerate(events):
+        for number, frame in enumerate(frames):
             if number == self._reply.cut_after_events:
                 return await self._cut(receive)
             if number and self._reply.delay:
                 await anyio.sleep(self._reply.delay)
-            await send({"type": "http.response.body", "body": sse_frame(event), "more_body": True})
-        if self._reply.cut_after_events is not None and self._reply.cut_after_events >= len(events):
+            await send({"type": "http.response.body", "body": frame, "more_body": True})
+        if self._reply.cut_after_events is not None and self._reply.cut_after_events >= len(frames):
             return await self._cut(receive)
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
-    async def _send_json(self, send: Send, receive: Receive) -> None:
-        body = json.dumps(message_json(self._reply, **self._shape), ensure_ascii=False).encode()
+    async def _send_json(self, body: bytes, send: Send, receive: Receive) -> None:
         if self._reply.delay:
             await anyio.sleep(self._reply.delay)
         await _start(send, 200, "application/json", length=len(body))

@@ -23,7 +23,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -32,21 +32,26 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from kimi_mcp.testing import fake_openai
 from kimi_mcp.testing.fake_answer import DelayedAnswer, DroppedConnection, Exchange, ReplyAnswer, transport_of
-from kimi_mcp.testing.fake_cache import PromptCache
+from kimi_mcp.testing.fake_cache import PromptCache, Surface
 from kimi_mcp.testing.fake_files import MEDIA_SCHEME, RecordedUpload, file_object, media_references, receive_upload
 from kimi_mcp.testing.fake_oauth import FakeOAuth
 from kimi_mcp.testing.fake_record import RecordedRequest, header_dict
-from kimi_mcp.testing.fake_script import Fault, Reply, default_reply, error_body
+from kimi_mcp.testing.fake_script import Fault, Reply, default_reply, error_body, message_json, sse_frame, stream_events
 from kimi_mcp.testing.fake_server import LoopbackServer
 
-__all__ = ["FakeKimi", "Fault", "RecordedRequest", "RecordedUpload", "Reply"]
+__all__ = ["FakeKimi", "Fault", "Profile", "RecordedRequest", "RecordedUpload", "Reply"]
+
+Profile = Literal["coding", "platform"]
+Envelope = Literal["anthropic", "openai"]
 
 DEFAULT_API_KEY = "sk-kimi-test-key"
 DEFAULT_MODEL = "kimi-for-coding"
-# docs/kimi-api.md §9: a /v1/messages body over this many bytes was refused with 413.
+PLATFORM_MODEL = "kimi-k2-0905-preview"
+# docs/kimi-api.md §9: a /v1/messages body over this many bytes was refused with 413 (both chat surfaces here).
 MESSAGES_BODY_LIMIT = 2_097_152
-_FILES_PATH = "/coding/v1/files"
+_CHAT_SUFFIXES = ("/v1/messages", "/v1/chat/completions")
 _EXCHANGE = "fake_kimi.exchange"
 
 
@@ -84,25 +89,67 @@ def default_usages(now: datetime | None = None) -> dict[str, Any]:
     }
 
 
-class FakeKimi:
-    """The fake service. `with FakeKimi() as fake:` serves it on 127.0.0.1 from a background thread."""
+def platform_models() -> list[dict[str, Any]]:
+    """Models of Moonshot's pay-as-you-go platform (OpenAI-compatible), as its `GET /v1/models` lists them.
 
-    def __init__(self, *, port: int = 0) -> None:
+    Not the plan's `kimi-for-coding`: other ids, other context lengths, no thinking efforts; the last one lists
+    no `context_length` at all, so a client's documented default is what applies to it.
+    """
+
+    def model(model_id: str, created: int, context_length: int | None, **extra: Any) -> dict[str, Any]:
+        entry: dict[str, Any] = {"id": model_id, "object": "model", "created": created, "owned_by": "moonshot"}
+        if context_length is not None:
+            entry["context_length"] = context_length
+        return entry | extra
+
+    return [
+        model(PLATFORM_MODEL, 1757030400, 262144, supports_image_in=False, supports_reasoning=False),
+        model("kimi-k2-thinking", 1762214400, 262144, supports_image_in=False, supports_reasoning=True),
+        model("moonshot-v1-128k", 1712102400, 131072, supports_image_in=False, supports_reasoning=False),
+        model("moonshot-v1-8k", 1712102400, 8192, supports_image_in=False, supports_reasoning=False),
+        model("moonshot-v1-auto", 1712102400, None),
+    ]
+
+
+class FakeKimi:
+    """The fake service. `with FakeKimi() as fake:` serves it on 127.0.0.1 from a background thread.
+
+    `profile="coding"` (the default) is the Kimi Code plan under `/coding`: both chat surfaces, Files, models,
+    usages, OAuth. `profile="platform"` is Moonshot's pay-as-you-go platform, whose users set the base URL
+    `https://api.moonshot.ai/v1`: everything at the root (`/v1/chat/completions`, `/v1/files`, `/v1/models` with
+    `platform_models()`), API keys only (no OAuth), no `/v1/messages`, no `/v1/usages` (both 404), no allow-list,
+    errors in the OpenAI envelope everywhere, and a chat naming a model it does not list answers 404.
+    `base_url` follows the profile (without `/v1`, as our settings normalise it).
+    """
+
+    def __init__(self, *, port: int = 0, profile: Profile = "coding") -> None:
+        if profile not in ("coding", "platform"):
+            raise ValueError(f"unknown profile {profile!r}: 'coding' or 'platform'")
+        self.profile: Profile = profile
         self.oauth = FakeOAuth()
         self.api_keys: set[str] = {DEFAULT_API_KEY}
+        # Every request, of every route and both chat surfaces, in arrival order.
         self.requests: list[RecordedRequest] = []
-        self.models: list[dict[str, Any]] = default_models()
+        self.models: list[dict[str, Any]] = default_models() if profile == "coding" else platform_models()
         self.usages: dict[str, Any] = default_usages()
+        # docs/kimi-api.md §2: when True, /coding/v1/chat/completions answers 403 access_terminated_error to every
+        # client whose User-Agent starts with none of `allowed_user_agents` (no effect on the platform profile).
+        self.openai_allow_list = False
+        self.allowed_user_agents: tuple[str, ...] = fake_openai.ALLOWED_USER_AGENT_PREFIXES
         # Seconds GET /v1/models waits before answering; math.inf hangs until the client gives up.
         self.models_delay: float = 0.0
-        # POST /v1/messages requests open right now, and the most ever open at once (request received until the
-        # last byte of its answer was sent): what a client's concurrency limit must keep low.
+        # Chat requests (either surface) open right now, and the most ever open at once (request received until
+        # the last byte of its answer was sent): what a client's concurrency limit must keep low.
         self.messages_in_flight = 0
         self.max_messages_in_flight = 0
         self.messages_body_limit = MESSAGES_BODY_LIMIT
         # Every POST /v1/files, refused ones included (see RecordedUpload.status), and the ids it handed out.
         self.uploads: list[RecordedUpload] = []
         self.files: dict[str, RecordedUpload] = {}
+        self._prefix = "/coding" if profile == "coding" else ""
+        self._files_path = f"{self._prefix}/v1/files"
+        # The error envelope of the side APIs (models, usages, files, 404s): the chat surfaces choose their own.
+        self._envelope: Envelope = "anthropic" if profile == "coding" else "openai"
         self._wanted_port = port
         self._port: int | None = None
         self._lock = threading.Lock()
@@ -118,21 +165,24 @@ class FakeKimi:
 
     @property
     def oauth_host(self) -> str:
+        """The server's root URL (where the OAuth routes are, on the coding profile)."""
         if self._port is None:
             raise RuntimeError("FakeKimi is not started")
         return f"http://127.0.0.1:{self._port}"
 
     @property
     def base_url(self) -> str:
-        return f"{self.oauth_host}/coding"
+        """The API base without `/v1`: `<root>/coding` (coding profile) or `<root>` (platform profile)."""
+        return f"{self.oauth_host}{self._prefix}"
 
     def script(self, *steps: Reply | Fault) -> None:
-        """Queue answers for POST /coding/v1/messages, consumed in order (then the default reply)."""
+        """Queue answers for the chat surfaces, consumed in order by whichever of POST /v1/messages and
+        POST /v1/chat/completions comes next (then the default reply)."""
         with self._lock:
             self._script.extend(steps)
 
     def script_upload(self, *steps: Fault) -> None:
-        """Queue error answers for POST /coding/v1/files, consumed in order (then uploads succeed again).
+        """Queue error answers for POST /v1/files, consumed in order (then uploads succeed again).
 
         The body is read to its end first, so the client sees the answer rather than a broken pipe; a
         `drop_connection` fault closes the socket after the body arrived, without any response.
@@ -148,7 +198,16 @@ class FakeKimi:
                 raise KeyError(f"fake Kimi never handed out file id {file_id!r}")
 
     def messages_requests(self) -> list[RecordedRequest]:
+        """The POST /v1/messages requests (Anthropic surface)."""
         return [r for r in list(self.requests) if r.method == "POST" and r.path.endswith("/v1/messages")]
+
+    def chat_completions_requests(self) -> list[RecordedRequest]:
+        """The POST /v1/chat/completions requests (OpenAI surface)."""
+        return [r for r in list(self.requests) if r.method == "POST" and r.path.endswith("/v1/chat/completions")]
+
+    def chat_requests(self) -> list[RecordedRequest]:
+        """The chat requests of both surfaces, in arrival order."""
+        return [r for r in list(self.requests) if r.method == "POST" and r.path.endswith(_CHAT_SUFFIXES)]
 
     def count(self, path_suffix: str, **form_or_json_fields: Any) -> int:
         """How many requests hit a path ending in `path_suffix` with these body fields (form or JSON)."""
@@ -182,13 +241,17 @@ class FakeKimi:
 
     def _build_app(self) -> ASGIApp:
         routes = [
-            Route("/coding/v1/messages", self._messages, methods=["POST"]),
-            Route(_FILES_PATH, self._upload, methods=["POST"]),
-            Route("/coding/v1/models", self._list_models, methods=["GET"]),
-            Route("/coding/v1/usages", self._get_usages, methods=["GET"]),
-            *self.oauth.routes(),
+            Route(f"{self._prefix}/v1/chat/completions", self._chat_completions, methods=["POST"]),
+            Route(self._files_path, self._upload, methods=["POST"]),
+            Route(f"{self._prefix}/v1/models", self._list_models, methods=["GET"]),
         ]
-        return Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
+        if self.profile == "coding":
+            routes += [
+                Route("/coding/v1/messages", self._messages, methods=["POST"]),
+                Route("/coding/v1/usages", self._get_usages, methods=["GET"]),
+                *self.oauth.routes(),
+            ]
+        return Starlette(routes=routes, exception_handlers={HTTPException: self._http_error})
 
     async def _asgi(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Record every request (body read up front, except an upload's), then hand it to the routes."""
@@ -196,7 +259,7 @@ class FakeKimi:
             return await self._app(scope, receive, send)
         received_at = time.monotonic()
         headers = header_dict(scope["headers"])
-        if scope["method"] == "POST" and scope["path"] == _FILES_PATH:
+        if scope["method"] == "POST" and scope["path"] == self._files_path:
             # Streamed by the route (fake_files.py), which counts record.body_size as the bytes arrive.
             record = RecordedRequest(scope["method"], scope["path"], headers, b"", received_at)
             with self._lock:
@@ -208,7 +271,7 @@ class FakeKimi:
         with self._lock:
             self.requests.append(record)
         scope[_EXCHANGE] = Exchange(record, transport_of(send))
-        if not (record.method == "POST" and record.path.endswith("/v1/messages")):
+        if not (record.method == "POST" and record.path.endswith(_CHAT_SUFFIXES)):
             return await self._app(scope, _replay(body, more, receive), _recording(send, record))
         done = self._open_message()
         try:
@@ -217,38 +280,89 @@ class FakeKimi:
             done()
 
     async def _messages(self, request: Request) -> Response | ReplyAnswer | DroppedConnection:
+        return self._chat(request, "anthropic")
+
+    async def _chat_completions(self, request: Request) -> Response | ReplyAnswer | DroppedConnection:
+        return self._chat(request, "openai")
+
+    def _chat(self, request: Request, surface: Surface) -> Response | ReplyAnswer | DroppedConnection:
+        """Either chat surface: refusals that leave the script alone, then the next scripted step."""
         exchange: Exchange = request.scope[_EXCHANGE]
-        if (size := exchange.record.body_size) > self.messages_body_limit:
+        admitted = self._admit(request, exchange.record, surface)
+        if isinstance(admitted, Response):
+            return admitted
+        step = self._next_step() or default_reply(admitted)
+        if isinstance(step, Fault):
+            return DroppedConnection(exchange) if step.drop_connection else _fault_response(step, surface)
+        return self._render(step, admitted, surface, exchange)
+
+    def _admit(self, request: Request, record: RecordedRequest, surface: Surface) -> dict[str, Any] | Response:
+        """The request's JSON object, or the answer that refuses it, in the service's order: the proxy's size
+        cap, authentication, the allow-list (§2), the payload rules (§5), the model, the media references."""
+        if (size := record.body_size) > self.messages_body_limit:
             message = f"request body is {size} bytes, over the limit of {self.messages_body_limit} bytes"
-            return _error(413, "request_too_large", message)
-        if (denied := self._deny(request)) is not None:
+            return _error(413, "request_too_large", message, envelope=surface)
+        if (denied := self._deny(request, surface)) is not None:
             return denied
+        if surface == "openai" and self._refuses_client(request):
+            return _error(403, fake_openai.ALLOW_LIST_ERROR_TYPE, fake_openai.ALLOW_LIST_MESSAGE, envelope=surface)
         try:
-            payload = json.loads(exchange.record.body)
+            payload = json.loads(record.body)
         except ValueError:
             payload = None
-        if not isinstance(payload, dict):
-            return _error(400, "invalid_request_error", "request body must be a JSON object")
+        model = str(payload.get("model") or "") if isinstance(payload, dict) else ""
+        if surface == "openai":
+            problem = fake_openai.payload_problem(payload, self._efforts(model))
+        else:
+            problem = None if isinstance(payload, dict) else "request body must be a JSON object"
+        if problem is not None or not isinstance(payload, dict):
+            return _error(400, "invalid_request_error", problem or "", envelope=surface)
+        if self.profile == "platform" and model not in {entry.get("id") for entry in self.models}:
+            message = f"Not found the model {model} or Permission denied"
+            return _error(404, "resource_not_found_error", message, envelope=surface)
         if (unknown := self._unknown_media(payload)) is not None:
-            return _error(400, "invalid_request_error", f"file not found: {unknown}")
-        step = self._next_step() or default_reply(payload)
-        if isinstance(step, Fault):
-            if step.drop_connection:
-                return DroppedConnection(exchange)
-            return _fault_response(step)
-        return ReplyAnswer(
-            step,
-            stream=bool(payload.get("stream")),
-            message_id=f"msg_fake_{next(self._ids):06d}",
-            model=str(payload.get("model") or DEFAULT_MODEL),
-            usage=self._cache.use(payload),
-            exchange=exchange,
-        )
+            return _error(400, "invalid_request_error", f"file not found: {unknown}", envelope=surface)
+        return payload
+
+    def _render(self, reply: Reply, payload: dict[str, Any], surface: Surface, exchange: Exchange) -> ReplyAnswer:
+        """The reply in the surface's shape, with prompt-side usage from the shared cache (§6)."""
+        usage = self._cache.use(payload, surface)
+        model = str(payload.get("model") or DEFAULT_MODEL)
+        stream = bool(payload.get("stream"))
+        number = next(self._ids)
+        if surface == "anthropic":
+            shape: dict[str, Any] = {"message_id": f"msg_fake_{number:06d}", "model": model, "usage": usage}
+            if stream:
+                return ReplyAnswer(
+                    reply, exchange=exchange, frames=[sse_frame(e) for e in stream_events(reply, **shape)]
+                )
+            return ReplyAnswer(reply, exchange=exchange, body=_json_bytes(message_json(reply, **shape)))
+        shape = {"completion_id": f"chatcmpl-fake{number:06d}", "created": int(time.time()), "model": model,
+                 "usage": usage}  # fmt: skip
+        if stream:
+            chunks = fake_openai.completion_chunks(reply, **shape, include_usage=fake_openai.wants_usage(payload))
+            return ReplyAnswer(reply, exchange=exchange, frames=fake_openai.chunk_frames(chunks))
+        return ReplyAnswer(reply, exchange=exchange, body=_json_bytes(fake_openai.completion_json(reply, **shape)))
+
+    def _refuses_client(self, request: Request) -> bool:
+        if not self.openai_allow_list or self.profile != "coding":
+            return False
+        return not request.headers.get("user-agent", "").startswith(tuple(self.allowed_user_agents))
+
+    def _efforts(self, model: str) -> frozenset[str]:
+        """The thinking efforts /v1/models lists for `model` (for a model it does not list: any it lists)."""
+        listed = [entry for entry in self.models if entry.get("id") == model] or self.models
+        efforts: set[str] = set()
+        for entry in listed:
+            think = entry.get("think_efforts")
+            if isinstance(think, dict) and think.get("support", True):
+                efforts.update(think.get("valid_efforts") or [])
+        return frozenset(efforts)
 
     async def _upload(self, request: Request) -> Response | DroppedConnection | ASGIApp:
         """POST /v1/files (docs/kimi-api.md §7): auth, then the body streamed to its end, then the answer."""
         exchange: Exchange = request.scope[_EXCHANGE]
-        denied = self._deny(request)
+        denied = self._deny(request, self._envelope)
         upload, problem = await receive_upload(request, exchange.record)
         with self._lock:
             self.uploads.append(upload)
@@ -257,9 +371,9 @@ class FakeKimi:
         if denied is not None:
             answer: Response | DroppedConnection = denied
         elif problem is not None:
-            answer = _error(400, "invalid_request_error", problem)
+            answer = _error(400, "invalid_request_error", problem, envelope=self._envelope)
         elif (step := self._next_upload_step()) is not None:
-            answer = DroppedConnection(exchange) if step.drop_connection else _fault_response(step)
+            answer = DroppedConnection(exchange) if step.drop_connection else _fault_response(step, self._envelope)
         else:
             return self._accept(upload)
         upload.status = getattr(answer, "status_code", None)
@@ -281,26 +395,43 @@ class FakeKimi:
         return next((url for url in references if url.removeprefix(MEDIA_SCHEME) not in known), None)
 
     async def _list_models(self, request: Request) -> Response | DelayedAnswer:
-        answer = self._deny(request) or JSONResponse({"data": self.models})
+        listing: dict[str, Any] = (
+            {"data": self.models} if self.profile == "coding" else {"object": "list", "data": self.models}
+        )
+        answer = self._deny(request, self._envelope) or JSONResponse(listing)
         if not self.models_delay:
             return answer
         return DelayedAnswer(answer, self.models_delay, request.scope[_EXCHANGE].record)
 
     async def _get_usages(self, request: Request) -> Response:
-        return self._deny(request) or JSONResponse(self.usages)
+        return self._deny(request, self._envelope) or JSONResponse(self.usages)
 
-    def _deny(self, request: Request) -> Response | None:
-        """docs/kimi-api.md §4: only `Authorization: Bearer` authenticates; an x-api-key alone gets 401."""
+    def _deny(self, request: Request, envelope: Envelope) -> Response | None:
+        """docs/kimi-api.md §4: only `Authorization: Bearer` authenticates; an x-api-key alone gets 401.
+        The platform knows API keys only (no OAuth), and answers in its own words."""
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         token = token.strip()
-        if scheme.lower() != "bearer" or not token:
-            return _error(401, "authentication_error", "invalid x-api-key")
-        if token in self.api_keys or self.oauth.is_valid_access_token(token):
+        bearer = scheme.lower() == "bearer" and bool(token)
+        if bearer and token in self.api_keys:
             return None
-        return _error(401, "authentication_error", "invalid token")
+        if self.profile == "platform":
+            return _error(401, "invalid_authentication_error", "Invalid Authentication", envelope=envelope)
+        if not bearer:
+            return _error(401, "authentication_error", "invalid x-api-key", envelope=envelope)
+        if self.oauth.is_valid_access_token(token):
+            return None
+        return _error(401, "authentication_error", "invalid token", envelope=envelope)
+
+    async def _http_error(self, request: Request, exc: Exception) -> Response:
+        """Unknown paths (and wrong methods) answer 404 in the service's JSON error shape."""
+        assert isinstance(exc, HTTPException)
+        if exc.status_code in (404, 405):
+            message = f"{request.method} {request.url.path} not found"
+            return _error(404, "not_found_error", message, envelope=self._envelope)
+        return _error(exc.status_code, "api_error", str(exc.detail), envelope=self._envelope)
 
     def _open_message(self) -> Callable[[], None]:
-        """Count one open /v1/messages request; the returned function closes it (once, however often called)."""
+        """Count one open chat request; the returned function closes it (once, however often called)."""
         with self._lock:
             self.messages_in_flight += 1
             self.max_messages_in_flight = max(self.max_messages_in_flight, self.messages_in_flight)
@@ -324,26 +455,25 @@ class FakeKimi:
             return self._upload_script.popleft() if self._upload_script else None
 
 
-def _error(status: int, error_type: str, message: str, headers: dict[str, str] | None = None) -> Response:
-    return JSONResponse(error_body(error_type, message), status_code=status, headers=headers)
+def _error(
+    status: int, error_type: str, message: str, headers: dict[str, str] | None = None, *, envelope: Envelope
+) -> Response:
+    body = error_body(error_type, message) if envelope == "anthropic" else fake_openai.error_body(error_type, message)
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _json_bytes(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False).encode()
 
 
 async def _no_answer(scope: Scope, receive: Receive, send: Send) -> None:
     return None
 
 
-def _fault_response(fault: Fault) -> Response:
+def _fault_response(fault: Fault, envelope: Envelope) -> Response:
     if fault.body is not None:
         return Response(fault.body, status_code=fault.status, headers=fault.response_headers())
-    return _error(fault.status, fault.error_type, fault.message, fault.response_headers())
-
-
-async def _http_error(request: Request, exc: Exception) -> Response:
-    """Unknown paths (and wrong methods) answer 404 in the service's JSON error shape."""
-    assert isinstance(exc, HTTPException)
-    if exc.status_code in (404, 405):
-        return _error(404, "not_found_error", f"{request.method} {request.url.path} not found")
-    return _error(exc.status_code, "api_error", str(exc.detail))
+    return _error(fault.status, fault.error_type, fault.message, fault.response_headers(), envelope=envelope)
 
 
 async def _read_body(receive: Receive) -> tuple[bytes, bool]:

@@ -1,8 +1,10 @@
 """Scripted answers of the fake Kimi service and how they look on the Anthropic wire.
 
 `Reply` and `Fault` are what a test queues with `FakeKimi.script()` (and `Fault` with `FakeKimi.script_upload()`
-for POST /v1/files); the functions below turn a `Reply` into
-the exact SSE event sequence (or JSON message) of the Anthropic Messages API (docs/kimi-api.md §1, §8).
+for POST /v1/files). One script serves both chat surfaces: each step answers whichever of /v1/messages and
+/v1/chat/completions is called next. The functions below turn a `Reply` into the exact SSE event sequence (or
+JSON message) of the Anthropic Messages API (docs/kimi-api.md §1, §8); fake_openai.py does the same for the
+OpenAI surface.
 """
 
 from __future__ import annotations
@@ -19,7 +21,13 @@ Event = tuple[str, dict[str, Any]]
 
 @dataclass
 class Reply:
-    """A scripted /v1/messages answer."""
+    """A scripted chat answer, for either surface (options marked "OpenAI" matter only on /v1/chat/completions).
+
+    `thinking` is sent as thinking blocks (Anthropic) or `delta.reasoning_content` (OpenAI). `stop_reason` takes
+    an Anthropic stop reason or an OpenAI finish reason (mapped across, fake_openai.py); None sends neither.
+    `cut_after_events` closes the connection before that many SSE frames were sent (`data: [DONE]` counts on
+    the OpenAI surface); in JSON mode any value cuts the body half-way.
+    """
 
     text: str = "Hello from fake Kimi."
     thinking: str | None = None
@@ -31,12 +39,22 @@ class Reply:
     # docs/kimi-api.md §8: Kimi may send zeros in message_start and the totals (cache reads included) only in
     # message_delta. True scripts that shape; False puts the prompt-side counts in message_start, as Anthropic does.
     usage_in_delta: bool = False
+    # OpenAI (docs/kimi-api.md §6): usage in `choices[0].usage` of the last chunk instead of the top-level `usage`.
+    usage_in_choice: bool = False
+    # OpenAI: usage in a further last chunk with `choices: []`, as OpenAI itself sends it.
+    usage_in_own_chunk: bool = False
+    # OpenAI: cached tokens as `usage.prompt_tokens_details.cached_tokens` instead of Kimi's `usage.cached_tokens`.
+    cached_tokens_in_details: bool = False
+
+    def __post_init__(self) -> None:
+        if self.usage_in_choice and self.usage_in_own_chunk:
+            raise ValueError("usage goes either in choices[0] or in its own chunk, not both")
 
     def deltas(self) -> list[str]:
         """The text_delta chunks: the scripted ones, else `text` in ~20-char pieces."""
         if self.text_deltas is not None:
             return list(self.text_deltas)
-        return _split(self.text)
+        return split_text(self.text)
 
     def full_text(self) -> str:
         return "".join(self.text_deltas) if self.text_deltas is not None else self.text
@@ -100,7 +118,7 @@ class Usage:
 
 
 def error_body(error_type: str, message: str) -> dict[str, Any]:
-    """The Anthropic-style error envelope Kimi's Anthropic surface answers with."""
+    """The Anthropic-style error envelope Kimi's Anthropic surface answers with (fake_openai.py has the other)."""
     return {"type": "error", "error": {"type": error_type, "message": message}}
 
 
@@ -148,7 +166,7 @@ def stream_events(reply: Reply, *, message_id: str, model: str, usage: Usage) ->
     index = 0
     if reply.thinking is not None:
         start = {"type": "thinking", "thinking": "", "signature": ""}
-        deltas = [{"type": "thinking_delta", "thinking": d} for d in _split(reply.thinking)]
+        deltas = [{"type": "thinking_delta", "thinking": d} for d in split_text(reply.thinking)]
         deltas.append({"type": "signature_delta", "signature": ""})  # docs/kimi-api.md §8
         events += _block_events(index, start, deltas)
         index += 1
@@ -214,7 +232,7 @@ def _message_shell(message_id: str, model: str, usage: Usage, output_tokens: int
     }
 
 
-def _split(text: str) -> list[str]:
+def split_text(text: str) -> list[str]:
     return [text[i : i + _DELTA_CHARS] for i in range(0, len(text), _DELTA_CHARS)]
 
 
