@@ -1,0 +1,389 @@
+"""Benchmark P3: a large video uploaded to the fake Kimi — kimi-mcp's wall time against `curl -F`, and its memory.
+
+The fake Kimi runs in its own process (`python -m kimi_mcp.testing.fake_kimi`), so the memory measured is
+kimi-mcp's alone. A generated video (a valid mp4 `ftyp` head, then random bytes written out: a real file, not a
+sparse one) is uploaded to POST /coding/v1/files, in alternating order within each round:
+
+- baseline: `curl -F` of the same file to the same endpoint, the same multipart shape kimi-mcp sends;
+- kimi-mcp: `kimi_upload_media` called through a real MCP client over stdio on a fresh `kimi-mcp serve` (a fresh
+  KIMI_MCP_HOME, so the upload cache never answers instead). Wall time is the client's, from the call to its
+  result: access checks, the sha256 of the whole file for the upload cache, the upload itself, progress and all.
+  The server's memory is read from /proc/<pid>/status: VmRSS just before the call, VmHWM (its peak) just after.
+  Before it, the server is brought to the state a host's server is in when a user uploads something: its
+  background warm-up over (the SDK import), one `kimi_chat` and one small upload done, its CPU idle. The growth
+  measured is then what the big file costs, not one-off imports.
+- in-process: `inspect_path` (the hashing, timed alone) then `KimiClient.upload`, in a child process of its own
+  (`--client-upload`, run by the benchmark), for comparison without MCP and with the hashing split out.
+
+Targets (issue 9, P3): server peak RSS growth <= 64 MiB; kimi-mcp wall <= 1.3x curl, medians over the rounds.
+
+    python bench/bench_media.py [--size-mib 512] [--rounds 3] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+from mcp import Client, StdioServerParameters
+
+KEY = "sk-kimi-test-key"
+MIB = 1 << 20
+TARGET_RATIO = 1.3
+TARGET_GROWTH_MIB = 64.0
+
+
+# -- the file -------------------------------------------------------------------------------------------------
+
+
+def mp4_head(size: int) -> bytes:
+    """An `ftyp` box (major brand isom) and the header of an `mdat` box holding the rest of `size` bytes."""
+    ftyp = (24).to_bytes(4, "big") + b"ftyp" + b"isom" + (512).to_bytes(4, "big") + b"isom" + b"mp41"
+    return ftyp + (size - len(ftyp)).to_bytes(4, "big") + b"mdat"
+
+
+def make_video(path: Path, size: int) -> None:
+    """`size` bytes of real data on disk: every block written, none left as a hole."""
+    head = mp4_head(size)
+    with path.open("wb") as file:
+        file.write(head)
+        left = size - len(head)
+        while left > 0:
+            block = os.urandom(min(left, 4 * MIB))
+            file.write(block)
+            left -= len(block)
+        file.flush()
+        os.fsync(file.fileno())
+
+
+# -- processes ------------------------------------------------------------------------------------------------
+
+
+def proc_status(pid: int) -> dict[str, float]:
+    """VmRSS and VmHWM (peak RSS) of a process, in MiB."""
+    figures = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            figures[key] = int(value.split()[0]) / 1024  # kB
+    return figures
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def idle(pid: int, *, quiet_s: float = 0.5, cpu_share: float = 0.05, limit_s: float = 60.0) -> None:
+    """Wait until process `pid` uses under `cpu_share` of a core over `quiet_s` (a background import is over)."""
+    deadline = time.perf_counter() + limit_s
+    while time.perf_counter() < deadline:
+        before = cpu_seconds(pid)
+        await anyio.sleep(quiet_s)
+        if cpu_seconds(pid) - before < cpu_share * quiet_s:
+            return
+
+
+def child_pids(parent: int) -> list[int]:
+    """Processes whose parent is `parent` (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == parent:
+                found.append(int(entry.name))
+    return found
+
+
+def server_pid(before: set[int]) -> int:
+    """The `kimi-mcp serve` the stdio client just spawned: our new child running it."""
+    for pid in set(child_pids(os.getpid())) - before:
+        try:
+            if b"serve" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                return pid
+        except OSError:
+            continue
+    raise RuntimeError("could not find the kimi-mcp serve process")
+
+
+class FakeProcess:
+    """`python -m kimi_mcp.testing.fake_kimi` in a process of its own; `env` is what it printed."""
+
+    def __init__(self) -> None:
+        command = [sys.executable, "-m", "kimi_mcp.testing.fake_kimi"]
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+        self.env: dict[str, str] = {}
+        assert self.process.stdout is not None
+        while len(self.env) < 3:
+            line = self.process.stdout.readline()
+            if not line:
+                raise RuntimeError("the fake Kimi did not start")
+            key, _, value = line.strip().partition("=")
+            self.env[key] = value
+
+    @property
+    def base_url(self) -> str:
+        return self.env["KIMI_CODE_BASE_URL"]
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGINT)  # its main() ends the server on KeyboardInterrupt
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+# -- the three ways to upload -----------------------------------------------------------------------------------
+
+
+def curl_upload(base_url: str, video: Path) -> dict[str, float]:
+    command = [
+        "curl", "-s", "-S", "-o", "/dev/null", "-w", "%{http_code}",
+        "-F", "purpose=video", "-F", f"file=@{video};filename=upload.mp4;type=video/mp4",
+        "-H", f"Authorization: Bearer {KEY}", f"{base_url}/v1/files",
+    ]  # fmt: skip
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    wall = time.perf_counter() - started
+    if done.stdout != "200":
+        raise RuntimeError(f"curl upload answered {done.stdout}: {done.stderr}")
+    return {"wall_s": wall}
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What every round uploads, and to where."""
+
+    fake: FakeProcess
+    video: Path
+    warm_up: Path  # a small video, uploaded first to warm the uploader up
+    size: int
+
+    def env(self, home: Path) -> dict[str, str]:
+        """kimi-mcp's environment: the fake, a home of its own, the media folder allowed, the size limit raised."""
+        return {
+            "PATH": os.environ.get("PATH", ""),
+            **self.fake.env,
+            "KIMI_MCP_HOME": str(home),
+            "KIMI_MCP_ALLOWED_DIRS": str(self.video.parent),
+            "KIMI_MCP_MAX_MEDIA_BYTES": str(max(2 * self.size, 100_000_000)),
+        }
+
+
+async def stdio_upload(setup: Setup, home: Path) -> dict[str, float]:
+    """`kimi_upload_media` through an MCP client on a fresh `kimi-mcp serve`; its time and memory."""
+    fake, video = setup.fake, setup.video
+    script = str(Path(sys.executable).parent / "kimi-mcp")
+    params = StdioServerParameters(command=script, args=["serve"], env=setup.env(home))
+    before = set(child_pids(os.getpid()))
+    first_progress: list[float] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        if not first_progress:
+            first_progress.append(time.perf_counter())
+
+    async with Client(params, mode="legacy") as client:
+        pid = server_pid(before)
+        await client.list_tools()
+        initialized = proc_status(pid)
+        # As a host's server is by the time a user uploads something: its background warm-up (the SDK import,
+        # docs/architecture.md "Start-up") done, a chat and a small upload behind it.
+        for tool, arguments in (
+            ("kimi_chat", {"prompt": "warm up"}),
+            ("kimi_upload_media", {"path": str(setup.warm_up)}),
+        ):
+            warm = await client.call_tool(tool, arguments)
+            assert not warm.is_error, warm
+        await idle(pid)
+        ready = proc_status(pid)
+        server_cpu, fake_cpu = cpu_seconds(pid), cpu_seconds(fake.process.pid)
+        started = time.perf_counter()
+        result = await client.call_tool("kimi_upload_media", {"path": str(video)}, progress_callback=on_progress)
+        wall = time.perf_counter() - started
+        assert not result.is_error, result
+        assert json.loads(result.content[0].text)["cached"] is False  # type: ignore[union-attr]
+        after = proc_status(pid)
+        server_cpu, fake_cpu = cpu_seconds(pid) - server_cpu, cpu_seconds(fake.process.pid) - fake_cpu
+    return {
+        "wall_s": wall,
+        # The first progress notification comes once the first few MiB are sent: before it, the access checks
+        # and the sha256 of the whole file.
+        "until_first_progress_s": first_progress[0] - started if first_progress else float("nan"),
+        "rss_before_mib": ready["VmRSS"],
+        "peak_mib": after["VmHWM"],
+        "growth_mib": after["VmHWM"] - ready["VmRSS"],
+        "rss_after_initialize_mib": initialized["VmRSS"],
+        "server_cpu_s": server_cpu,
+        "fake_cpu_s": fake_cpu,
+    }
+
+
+def client_upload(setup: Setup, home: Path) -> dict[str, float]:
+    """`inspect_path` + `KimiClient.upload` in a child process of its own (`--client-upload`)."""
+    command = [sys.executable, __file__, "--client-upload", str(setup.video), str(setup.warm_up)]
+    done = subprocess.run(command, env=setup.env(home), capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"in-process upload failed:\n{done.stderr}")
+    return json.loads(done.stdout)
+
+
+def run_client_upload(video: Path, warm_up: Path) -> None:
+    """The child of `client_upload`: hash, then upload, with the KimiClient the server uses; JSON on stdout."""
+    from kimi_mcp.kimi.client import KimiClient
+    from kimi_mcp.kimi.media import inspect_path
+    from kimi_mcp.settings import Settings
+
+    settings = Settings.from_env()
+    pid = os.getpid()
+
+    async def main() -> dict[str, float]:
+        async with KimiClient(settings) as kimi:
+            await kimi.upload(inspect_path(warm_up, max_bytes=settings.max_media_bytes))
+            # As the server's warm-up leaves it (server/warmup.py): the SDK's objects out of the collector's way.
+            gc.collect()
+            gc.freeze()
+            ready = proc_status(pid)
+            started = time.perf_counter()
+            media = await anyio.to_thread.run_sync(lambda: inspect_path(video, max_bytes=settings.max_media_bytes))
+            hashed = time.perf_counter()
+            uploaded = await kimi.upload(media)
+            done = time.perf_counter()
+            assert uploaded.bytes == media.size
+            after = proc_status(pid)
+        return {
+            "wall_s": done - started,
+            "hash_s": hashed - started,
+            "upload_s": done - hashed,
+            "growth_mib": after["VmHWM"] - ready["VmRSS"],
+        }
+
+    print(json.dumps(anyio.run(main)))
+
+
+# -- rounds and report ------------------------------------------------------------------------------------------
+
+
+def median(rounds: list[dict[str, dict[str, float]]], way: str, key: str) -> float:
+    return statistics.median(r[way][key] for r in rounds)
+
+
+async def one_round(setup: Setup, home: Path, *, curl_first: bool) -> dict[str, dict[str, float]]:
+    """curl, kimi-mcp over stdio, the in-process client: in this order, or the reverse."""
+    ways: list[tuple[str, Callable[[], Awaitable[dict[str, float]]]]] = [
+        ("curl", lambda: anyio.to_thread.run_sync(curl_upload, setup.fake.base_url, setup.video)),
+        ("kimi_mcp", lambda: stdio_upload(setup, home / "stdio")),
+        ("client", lambda: anyio.to_thread.run_sync(client_upload, setup, home / "client")),
+    ]
+    return {name: await way() for name, way in (ways if curl_first else ways[::-1])}
+
+
+async def main(size: int, rounds: int) -> None:
+    fake = FakeProcess()
+    results: list[dict[str, dict[str, float]]] = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-media-") as tmp:
+            folder = Path(tmp) / "media"
+            folder.mkdir()
+            video, warm_up = folder / "big.mp4", folder / "warm-up.mp4"
+            started = time.perf_counter()
+            make_video(video, size)
+            make_video(warm_up, 256 * 1024)  # over the inline threshold: kimi_upload_media uploads any video anyway
+            print(f"generated {size / MIB:.0f} MiB in {time.perf_counter() - started:.1f} s; fake at {fake.base_url}")
+            setup = Setup(fake, video, warm_up, size)
+            for i in range(rounds):  # a fresh home each round: the upload cache never answers instead of an upload
+                figures = await one_round(setup, Path(tmp) / f"home-{i}", curl_first=i % 2 == 0)
+                results.append(figures)
+                print_round(i, figures)
+    finally:
+        fake.stop()
+    print_summary(results, size)
+
+
+def print_round(i: int, f: dict[str, dict[str, float]]) -> None:
+    k, c = f["kimi_mcp"], f["client"]
+    print(
+        f"round {i + 1}: curl {f['curl']['wall_s']:6.2f} s | kimi_upload_media {k['wall_s']:6.2f} s "
+        f"(first progress {k['until_first_progress_s']:.2f} s, peak RSS +{k['growth_mib']:.1f} MiB, "
+        f"cpu server {k['server_cpu_s']:.2f} s fake {k['fake_cpu_s']:.2f} s) | "
+        f"KimiClient {c['wall_s']:6.2f} s (hash {c['hash_s']:.2f} + upload {c['upload_s']:.2f}, "
+        f"+{c['growth_mib']:.1f} MiB)",
+        flush=True,
+    )
+
+
+def print_summary(results: list[dict[str, dict[str, float]]], size: int) -> None:
+    curl = median(results, "curl", "wall_s")
+    kimi = median(results, "kimi_mcp", "wall_s")
+    client = median(results, "client", "wall_s")
+    hashing = median(results, "client", "hash_s")
+    growth = max(r["kimi_mcp"]["growth_mib"] for r in results)
+    rows = [
+        ("curl -F (baseline)", curl, 1.0, ""),
+        ("kimi_upload_media over stdio", kimi, kimi / curl, f"peak RSS growth {growth:.1f} MiB (worst round)"),
+        ("  of which until first progress", median(results, "kimi_mcp", "until_first_progress_s"), None, ""),
+        ("inspect_path + KimiClient.upload", client, client / curl, ""),
+        ("  inspect_path (sha256)", hashing, hashing / curl, ""),
+        ("  KimiClient.upload", median(results, "client", "upload_s"), median(results, "client", "upload_s") / curl,
+         ""),
+    ]  # fmt: skip
+    print(f"\n{size / MIB:.0f} MiB video, {len(results)} rounds, medians (ratio: to curl in the same rounds)")
+    for label, seconds, ratio, note in rows:
+        shown = f"{ratio:5.2f}x" if ratio is not None else "      "
+        print(f"  {label:<34} {seconds:7.2f} s  {shown}  {note}")
+    report = {
+        "size_mib": size / MIB,
+        "rounds": len(results),
+        "curl_s": round(curl, 3),
+        "kimi_upload_media_s": round(kimi, 3),
+        "kimi_upload_media_vs_curl": round(kimi / curl, 2),
+        "paired_ratio_median": round(
+            statistics.median(r["kimi_mcp"]["wall_s"] / r["curl"]["wall_s"] for r in results), 2
+        ),
+        "until_first_progress_s": round(median(results, "kimi_mcp", "until_first_progress_s"), 3),
+        "hash_s": round(hashing, 3),
+        "kimi_client_upload_s": round(median(results, "client", "upload_s"), 3),
+        "in_process_vs_curl": round(client / curl, 2),
+        "server_peak_rss_growth_mib_worst": round(growth, 1),
+        "server_rss_after_initialize_mib": round(median(results, "kimi_mcp", "rss_after_initialize_mib"), 1),
+        "server_rss_before_upload_mib": round(median(results, "kimi_mcp", "rss_before_mib"), 1),
+        "server_peak_rss_mib": round(max(r["kimi_mcp"]["peak_mib"] for r in results), 1),
+        "in_process_rss_growth_mib_worst": round(max(r["client"]["growth_mib"] for r in results), 1),
+        "server_cpu_s": round(median(results, "kimi_mcp", "server_cpu_s"), 2),
+        "fake_cpu_s": round(median(results, "kimi_mcp", "fake_cpu_s"), 2),
+        "ratio_target_met": kimi / curl <= TARGET_RATIO,
+        "rss_target_met": growth <= TARGET_GROWTH_MIB,
+    }
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size-mib", type=int, default=512, help="size of the generated video (default 512)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of curl / kimi-mcp / in-process (default 3)")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 64 MiB, 2 rounds")
+    parser.add_argument("--client-upload", nargs=2, metavar=("VIDEO", "WARM_UP"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.client_upload:
+        run_client_upload(Path(args.client_upload[0]), Path(args.client_upload[1]))
+    else:
+        size_mib, rounds = (64, 2) if args.quick else (args.size_mib, args.rounds)
+        if not 1 <= size_mib < 4096:
+            parser.error("--size-mib must be from 1 to 4095 (a 32-bit mdat box)")
+        anyio.run(main, size_mib * MIB, rounds)
