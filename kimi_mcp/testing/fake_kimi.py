@@ -1,9 +1,17 @@
 """A fake Kimi Code service on loopback: real HTTP, scriptable, recording, with an emulated prompt cache.
 
 Tests, the demo and the benchmarks point kimi-mcp (and its worker processes) at `FakeKimi.base_url` and
-`FakeKimi.oauth_host`. It follows docs/kimi-api.md exactly: the Anthropic surface under `/coding`, Bearer-only
-auth (§4), content-prefix caching (§6), the Files API (§7, fake_files.py), stream quirks (§8) and errors (§9).
-Run it by hand with `python -m kimi_mcp.testing.fake_kimi`.
+`FakeKimi.oauth_host`. It follows docs/kimi-api.md exactly: both chat surfaces under `/coding` (Anthropic
+`/v1/messages`, OpenAI `/v1/chat/completions`, fake_openai.py), Bearer-only auth (§4), content-prefix caching
+shared by the two surfaces (§6, fake_cache.py), the Files API (§7, fake_files.py), stream quirks (§8) and errors
+(§9). Run it by hand with `python -m kimi_mcp.testing.fake_kimi [--platform]`.
+
+Both chat surfaces share one script (`fake.script(...)`: each step answers whichever surface is called next), one
+recording log (`fake.requests`; `messages_requests()`, `chat_completions_requests()`, `chat_requests()`), one
+in-flight count and one prompt cache. The OpenAI surface enforces the payload rules of §5 (400 for a `developer`
+role, `max_tokens`, `reasoning_effort`, an effort the model does not list), and with `fake.openai_allow_list =
+True` refuses every User-Agent outside `fake.allowed_user_agents` with 403 `access_terminated_error` (§2).
+`FakeKimi(profile="platform")` plays Moonshot's pay-as-you-go platform instead (see `FakeKimi`).
 
 Media: `POST /coding/v1/files` streams the multipart body through a counter and a sha256 (never kept), records a
 `RecordedUpload` in `fake.uploads` and answers ids `fakefile000001`, …; `fake.files` maps the known ids to their
@@ -18,6 +26,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import sys
 import threading
 import time
 from collections import deque
@@ -37,18 +46,27 @@ from kimi_mcp.testing.fake_answer import DelayedAnswer, DroppedConnection, Excha
 from kimi_mcp.testing.fake_cache import PromptCache, Surface
 from kimi_mcp.testing.fake_files import MEDIA_SCHEME, RecordedUpload, file_object, media_references, receive_upload
 from kimi_mcp.testing.fake_oauth import FakeOAuth
+from kimi_mcp.testing.fake_openai import PLATFORM_MODEL, platform_models
 from kimi_mcp.testing.fake_record import RecordedRequest, header_dict
 from kimi_mcp.testing.fake_script import Fault, Reply, default_reply, error_body, message_json, sse_frame, stream_events
 from kimi_mcp.testing.fake_server import LoopbackServer
 
-__all__ = ["FakeKimi", "Fault", "Profile", "RecordedRequest", "RecordedUpload", "Reply"]
+__all__ = [
+    "PLATFORM_MODEL",
+    "FakeKimi",
+    "Fault",
+    "Profile",
+    "RecordedRequest",
+    "RecordedUpload",
+    "Reply",
+    "platform_models",
+]
 
 Profile = Literal["coding", "platform"]
 Envelope = Literal["anthropic", "openai"]
 
 DEFAULT_API_KEY = "sk-kimi-test-key"
 DEFAULT_MODEL = "kimi-for-coding"
-PLATFORM_MODEL = "kimi-k2-0905-preview"
 # docs/kimi-api.md §9: a /v1/messages body over this many bytes was refused with 413 (both chat surfaces here).
 MESSAGES_BODY_LIMIT = 2_097_152
 _CHAT_SUFFIXES = ("/v1/messages", "/v1/chat/completions")
@@ -87,28 +105,6 @@ def default_usages(now: datetime | None = None) -> dict[str, Any]:
             }
         ],
     }
-
-
-def platform_models() -> list[dict[str, Any]]:
-    """Models of Moonshot's pay-as-you-go platform (OpenAI-compatible), as its `GET /v1/models` lists them.
-
-    Not the plan's `kimi-for-coding`: other ids, other context lengths, no thinking efforts; the last one lists
-    no `context_length` at all, so a client's documented default is what applies to it.
-    """
-
-    def model(model_id: str, created: int, context_length: int | None, **extra: Any) -> dict[str, Any]:
-        entry: dict[str, Any] = {"id": model_id, "object": "model", "created": created, "owned_by": "moonshot"}
-        if context_length is not None:
-            entry["context_length"] = context_length
-        return entry | extra
-
-    return [
-        model(PLATFORM_MODEL, 1757030400, 262144, supports_image_in=False, supports_reasoning=False),
-        model("kimi-k2-thinking", 1762214400, 262144, supports_image_in=False, supports_reasoning=True),
-        model("moonshot-v1-128k", 1712102400, 131072, supports_image_in=False, supports_reasoning=False),
-        model("moonshot-v1-8k", 1712102400, 8192, supports_image_in=False, supports_reasoning=False),
-        model("moonshot-v1-auto", 1712102400, None),
-    ]
 
 
 class FakeKimi:
@@ -427,7 +423,8 @@ class FakeKimi:
         assert isinstance(exc, HTTPException)
         if exc.status_code in (404, 405):
             message = f"{request.method} {request.url.path} not found"
-            return _error(404, "not_found_error", message, envelope=self._envelope)
+            kind = "not_found_error" if self.profile == "coding" else "resource_not_found_error"
+            return _error(404, kind, message, envelope=self._envelope)
         return _error(exc.status_code, "api_error", str(exc.detail), envelope=self._envelope)
 
     def _open_message(self) -> Callable[[], None]:
@@ -514,9 +511,16 @@ def _recording(send: Send, record: RecordedRequest, on_complete: Callable[[], No
 
 def main() -> None:
     """Serve a fake Kimi until interrupted, printing the environment that points kimi-mcp at it."""
-    with FakeKimi() as fake:
-        print(f"KIMI_CODE_BASE_URL={fake.base_url}", flush=True)
-        print(f"KIMI_CODE_OAUTH_HOST={fake.oauth_host}", flush=True)
+    platform = "--platform" in sys.argv[1:]
+    with FakeKimi(profile="platform" if platform else "coding") as fake:
+        if platform:
+            # As a platform user writes it (docs: the base URL with /v1, which our settings normalise).
+            print(f"KIMI_CODE_BASE_URL={fake.base_url}/v1", flush=True)
+            print("KIMI_CODE_PROTOCOL=openai", flush=True)
+            print(f"KIMI_MCP_MODEL={PLATFORM_MODEL}", flush=True)
+        else:
+            print(f"KIMI_CODE_BASE_URL={fake.base_url}", flush=True)
+            print(f"KIMI_CODE_OAUTH_HOST={fake.oauth_host}", flush=True)
         print(f"KIMI_API_KEY={DEFAULT_API_KEY}", flush=True)
         try:
             threading.Event().wait()

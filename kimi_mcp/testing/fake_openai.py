@@ -154,6 +154,7 @@ def completion_chunks(
 
 
 DONE_FRAME = b"data: [DONE]\n\n"
+PLATFORM_MODEL = "kimi-k2-0905-preview"
 
 
 def chunk_frames(chunks: list[dict[str, Any]]) -> list[bytes]:
@@ -165,3 +166,25 @@ def chunk_frames(chunks: list[dict[str, Any]]) -> list[bytes]:
 def wants_usage(payload: dict[str, Any]) -> bool:
     options = payload.get("stream_options")
     return isinstance(options, dict) and options.get("include_usage") is True
+
+
+def platform_models() -> list[dict[str, Any]]:
+    """Models of Moonshot's pay-as-you-go platform (OpenAI-compatible), as its `GET /v1/models` lists them.
+
+    Not the plan's `kimi-for-coding`: other ids, other context lengths, no thinking efforts; the last one lists
+    no `context_length` at all, so a client's documented default is what applies to it.
+    """
+
+    def model(model_id: str, created: int, context_length: int | None, **extra: Any) -> dict[str, Any]:
+        entry: dict[str, Any] = {"id": model_id, "object": "model", "created": created, "owned_by": "moonshot"}
+        if context_length is not None:
+            entry["context_length"] = context_length
+        return entry | extra
+
+    return [
+        model(PLATFORM_MODEL, 1757030400, 262144, supports_image_in=False, supports_reasoning=False),
+        model("kimi-k2-thinking", 1762214400, 262144, supports_image_in=False, supports_reasoning=True),
+        model("moonshot-v1-128k", 1712102400, 131072, supports_image_in=False, supports_reasoning=False),
+        model("moonshot-v1-8k", 1712102400, 8192, supports_image_in=False, supports_reasoning=False),
+        model("moonshot-v1-auto", 1712102400, None),
+    ]
