@@ -302,23 +302,23 @@ class FakeKimi:
             return denied
         if surface == "openai" and self._refuses_client(request):
             return _error(403, fake_openai.ALLOW_LIST_ERROR_TYPE, fake_openai.ALLOW_LIST_MESSAGE, envelope=surface)
-        try:
-            payload = json.loads(record.body)
-        except ValueError:
-            payload = None
-        model = str(payload.get("model") or "") if isinstance(payload, dict) else ""
-        if surface == "openai":
-            problem = fake_openai.payload_problem(payload, self._efforts(model))
-        else:
-            problem = None if isinstance(payload, dict) else "request body must be a JSON object"
-        if problem is not None or not isinstance(payload, dict):
-            return _error(400, "invalid_request_error", problem or "", envelope=surface)
+        payload = _parse_json(record.body)
+        if (problem := self._payload_problem(payload, surface)) is not None:
+            return _error(400, "invalid_request_error", problem, envelope=surface)
+        assert isinstance(payload, dict)  # the payload rules refuse anything else
+        model = payload.get("model")
         if self.profile == "platform" and model not in {entry.get("id") for entry in self.models}:
             message = f"Not found the model {model} or Permission denied"
             return _error(404, "resource_not_found_error", message, envelope=surface)
         if (unknown := self._unknown_media(payload)) is not None:
             return _error(400, "invalid_request_error", f"file not found: {unknown}", envelope=surface)
         return payload
+
+    def _payload_problem(self, payload: Any, surface: Surface) -> str | None:
+        if surface == "anthropic":
+            return None if isinstance(payload, dict) else "request body must be a JSON object"
+        model = str(payload.get("model") or "") if isinstance(payload, dict) else ""
+        return fake_openai.payload_problem(payload, self._efforts(model))
 
     def _render(self, reply: Reply, payload: dict[str, Any], surface: Surface, exchange: Exchange) -> ReplyAnswer:
         """The reply in the surface's shape, with prompt-side usage from the shared cache (§6)."""
@@ -457,6 +457,13 @@ def _error(
 ) -> Response:
     body = error_body(error_type, message) if envelope == "anthropic" else fake_openai.error_body(error_type, message)
     return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _parse_json(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None
 
 
 def _json_bytes(value: Any) -> bytes:

@@ -1,8 +1,8 @@
 """The fake Kimi's OpenAI surface: `POST {base}/v1/chat/completions` (docs/kimi-api.md §1, §2, §5, §6, §8, §9).
 
 What lives here: the payload rules the service enforces (§5), the allow-list refusal (§2), the error envelope of
-this surface, and how a scripted `Reply` looks as OpenAI chat-completion chunks (SSE) or as one JSON completion,
-with Kimi's usage quirks:
+this surface, the model list of the pay-as-you-go platform profile, and how a scripted `Reply` looks as OpenAI
+chat-completion chunks (SSE) or as one JSON completion, with Kimi's usage quirks:
 
 - streamed: a first chunk `delta: {role: "assistant", content: ""}`, then `delta.reasoning_content` pieces (the
   Reply's thinking), then `delta.content` pieces, then a last chunk with `delta: {}` and `finish_reason`, then
