@@ -81,6 +81,20 @@ class ClientRefused(UpstreamError):
         )
 
 
+class AllowListRefused(ClientRefused):
+    """403 `access_terminated_error` on Kimi Code's OpenAI surface: its allow-list of clients (docs/kimi-api.md §2)."""
+
+    def __init__(self, detail: str) -> None:
+        UpstreamError.__init__(
+            self,
+            f"Kimi refused this client (403: {detail}). Kimi Code's OpenAI-style endpoint "
+            "(KIMI_CODE_PROTOCOL=openai) admits only allow-listed clients, and kimi-mcp does not pose as another "
+            "one. Set KIMI_CODE_PROTOCOL=anthropic (the default): the same key works there. If that is refused too, "
+            "the account itself may be suspended.",
+            status=403,
+        )
+
+
 class RateLimited(UpstreamError):
     def __init__(self, retry_after: float | None) -> None:
         wait = f" Kimi asked to wait {retry_after:.0f} s." if retry_after else ""

@@ -38,6 +38,10 @@ CONTEXT_WINDOW_TOKENS = 262_144
 DEFAULT_MAX_OUTPUT_CHARS = 36_000
 
 ThinkingLevel = Literal["off", "low", "high", "max"]
+# Which of Kimi's chat surfaces to speak (docs/kimi-api.md §1): `anthropic` (POST /v1/messages, no allow-list) or
+# `openai` (POST /v1/chat/completions: on Kimi Code only allow-listed clients, §2; the wire of OpenAI-compatible
+# backends such as Moonshot's pay-as-you-go platform).
+WireProtocol = Literal["anthropic", "openai"]
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # an RFC 9110 token
 _HEADER_ENTRY = re.compile(r"\s*[!#$%&'*+\-.^_`|~0-9A-Za-z]+\s*:")  # "Name:" at the start of an entry
 
@@ -59,7 +63,7 @@ class Settings(BaseModel):
     oauth_client_id: str = Field(
         DEFAULT_OAUTH_CLIENT_ID, validation_alias=_env("KIMI_CODE_OAUTH_CLIENT_ID", "oauth_client_id")
     )
-    protocol: Literal["anthropic"] = Field("anthropic", validation_alias=_env("KIMI_CODE_PROTOCOL", "protocol"))
+    protocol: WireProtocol = Field("anthropic", validation_alias=_env("KIMI_CODE_PROTOCOL", "protocol"))
     debug: bool = Field(False, validation_alias=_env("KIMI_CODE_DEBUG", "debug"))
     custom_headers: dict[str, str] = Field(
         default_factory=dict, validation_alias=_env("KIMI_CODE_CUSTOM_HEADERS", "custom_headers")
@@ -108,6 +112,10 @@ class Settings(BaseModel):
     upload_threshold_bytes: Annotated[int, Field(ge=0, le=2_097_152)] = Field(
         1_048_576, validation_alias=_env("KIMI_CODE_UPLOAD_THRESHOLD_BYTES", "upload_threshold_bytes")
     )
+    # Files as context (context_files/, docs/files.md): a larger file is skipped, with its reason, unread.
+    max_file_bytes: Annotated[int, Field(ge=1, le=16_777_216)] = Field(
+        524_288, validation_alias=_env("KIMI_MCP_MAX_FILE_BYTES", "max_file_bytes")
+    )
     # The folders whose files kimi-mcp may read for a caller (access.py); empty: the server's working folder.
     allowed_dirs: tuple[Path, ...] = Field((), validation_alias=_env("KIMI_MCP_ALLOWED_DIRS", "allowed_dirs"))
 
@@ -122,13 +130,6 @@ class Settings(BaseModel):
         if not url.startswith(("http://", "https://")):
             raise ValueError("must be an http(s) URL such as https://api.kimi.com/coding")
         return url
-
-    @field_validator("protocol", mode="before")
-    @classmethod
-    def _known_protocol(cls, value: object) -> object:
-        if isinstance(value, str) and value.strip().lower() == "openai":
-            raise ValueError("'openai' is not supported yet; use 'anthropic' (the default)")
-        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("custom_headers", mode="before")
     @classmethod
@@ -181,7 +182,7 @@ class Settings(BaseModel):
             raise ValueError(f"entries must be absolute folders (got {', '.join(relative)[:80]})")
         return dirs
 
-    @field_validator("cache_retention", "thinking", mode="before")
+    @field_validator("cache_retention", "thinking", "protocol", mode="before")
     @classmethod
     def _lower(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value

@@ -23,11 +23,16 @@ def test_base_url_alias_is_read() -> None:
     assert Settings.from_env({"KIMI_BASE_URL": "http://127.0.0.1:9/coding"}).base_url == "http://127.0.0.1:9/coding"
 
 
-def test_openai_protocol_is_refused_with_a_clear_line() -> None:
+@pytest.mark.parametrize("raw", ["openai", " OpenAI ", "anthropic"])
+def test_both_protocols_are_accepted_in_any_case(raw: str) -> None:
+    assert Settings.from_env({"KIMI_CODE_PROTOCOL": raw}).protocol == raw.strip().lower()
+
+
+def test_unknown_protocol_is_refused_with_a_clear_line() -> None:
     with pytest.raises(SettingsError) as err:
-        Settings.from_env({"KIMI_CODE_PROTOCOL": "openai"})
+        Settings.from_env({"KIMI_CODE_PROTOCOL": "gemini"})
     assert str(err.value).startswith("KIMI_CODE_PROTOCOL:")
-    assert "not supported yet" in str(err.value)
+    assert "anthropic, openai" in str(err.value)
     assert "\n" not in str(err.value)
 
 

@@ -7,40 +7,25 @@ or Anthropic profile files, no `x-api-key` header is ever sent, and `anthropic-v
 
 from __future__ import annotations
 
-import json
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import httpx2
 
-from kimi_mcp import errors
 from kimi_mcp.http import ANTHROPIC_VERSION
-from kimi_mcp.kimi.models import (
-    Base64Source,
-    ChatRequest,
-    ChatResult,
-    ContentBlock,
-    ImageBlock,
-    Message,
-    StreamProgress,
-    TextBlock,
-    Usage,
-    VideoBlock,
+from kimi_mcp.kimi.models import ChatRequest, ChatResult, ContentBlock, Message, TextBlock
+from kimi_mcp.kimi.wires import (
+    EMPTY_REPLY_STAND_IN,
+    ProgressCallback,
+    ReplyState,
+    body_bytes,
+    check_request_size,
+    cut_reply,
+    output_budget,
+    prompt_bytes,
 )
-from kimi_mcp.kimi.sanitize import TextBlockFilter
-from kimi_mcp.kimi.upstream import MAX_REQUEST_BYTES
-from kimi_mcp.settings import CONTEXT_WINDOW_TOKENS
 
 if TYPE_CHECKING:
     from anthropic import AsyncAnthropic
-
-ProgressCallback = Callable[[StreamProgress], Awaitable[None]]
-
-# Output budget (docs/kimi-api.md §5): what is left of the context, estimated at ~3 bytes a token to stay on the
-# safe side, never below a floor that still leaves room for an answer.
-_BYTES_PER_TOKEN_ESTIMATE = 3
-_MIN_OUTPUT_TOKENS = 4096
-_PLACEHOLDER_NOTE = "Kimi produced only thinking and no answer text for this turn."
 
 
 def build_sdk(*, token: str, base_url: str, http: httpx2.AsyncClient, max_retries: int) -> AsyncAnthropic:
@@ -58,11 +43,6 @@ def build_sdk(*, token: str, base_url: str, http: httpx2.AsyncClient, max_retrie
     return sdk
 
 
-# The Anthropic surface rejects empty text blocks; a thinking-only turn left an empty reply in the history.
-# A fixed stand-in keeps the replayed bytes identical from turn to turn, so the cache still hits (§6).
-EMPTY_REPLY_STAND_IN = "(no answer text)"
-
-
 def _message_json(message: Message) -> dict[str, Any]:
     # Image and video blocks are already in this wire's shape (kimi/models.py): `source` is {type: url, url:
     # ms://…} or {type: base64, media_type, data} (docs/kimi-api.md §7).
@@ -72,27 +52,6 @@ def _message_json(message: Message) -> dict[str, Any]:
 
 def _kept(block: ContentBlock) -> bool:
     return not isinstance(block, TextBlock) or bool(block.text)
-
-
-def body_bytes(body: dict[str, Any]) -> int:
-    """The size of `body` as sent (JSON, UTF-8), for the service's request cap (docs/kimi-api.md §9)."""
-    return len(json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode())
-
-
-def inline_media_bytes(request: ChatRequest) -> int:
-    """Bytes of base64 image data the request carries inline, history included."""
-    return sum(
-        len(block.source.data)
-        for message in request.messages
-        for block in message.content
-        if isinstance(block, (ImageBlock, VideoBlock)) and isinstance(block.source, Base64Source)
-    )
-
-
-def output_budget(prompt_bytes: int, requested: int | None) -> int:
-    left = CONTEXT_WINDOW_TOKENS - prompt_bytes // _BYTES_PER_TOKEN_ESTIMATE
-    budget = max(left, _MIN_OUTPUT_TOKENS)
-    return min(requested, budget) if requested else budget
 
 
 def thinking_fields(level: str, efforts: frozenset[str]) -> dict[str, Any]:
@@ -111,18 +70,14 @@ def build_body(request: ChatRequest, *, efforts: frozenset[str] = frozenset()) -
     if request.system:
         body["system"] = request.system
     body["messages"] = [_message_json(m) for m in request.messages]
-    prompt_bytes = len(json.dumps(body, ensure_ascii=False).encode())
-    body["max_tokens"] = output_budget(prompt_bytes, request.max_output_tokens)
+    body["max_tokens"] = output_budget(prompt_bytes(body), request.max_output_tokens)
     body.update(thinking_fields(request.thinking, efforts))
     if request.cache_key:
         # docs/kimi-api.md §6: the top-level key, and on this wire the same key as `metadata.user_id`, which is
         # what Moonshot's own client routes cache affinity by.
         body["metadata"] = {"user_id": request.cache_key}
         body["prompt_cache_key"] = request.cache_key
-    size = body_bytes(body) + len(',"stream":true')
-    if size > MAX_REQUEST_BYTES:
-        # Refused here rather than by a 413 after the upload of a large body (§9): nothing is sent.
-        raise errors.RequestOverBodyCap(size, MAX_REQUEST_BYTES, inline_media_bytes(request))
+    check_request_size(body_bytes(body) + len(',"stream":true'), request)
     return body
 
 
@@ -147,8 +102,8 @@ async def stream_chat(sdk: AsyncAnthropic, body: dict[str, Any], on_progress: Pr
         except httpx2.TransportError as exc:
             if isinstance(exc, httpx2.TimeoutException):
                 raise  # a stalled stream is a timeout (client.py says so), not a cut
-            # Kimi was reached and had begun to answer: the reply was cut, the network is not "unreachable".
-            raise errors.IncompleteStream(f"the connection closed mid-reply: {type(exc).__name__}") from None
+            raise cut_reply(exc) from None
+    await state.end_text()
     return state.result()
 
 
@@ -159,20 +114,8 @@ _USAGE_FIELDS = (
 )
 
 
-class _StreamState:
-    def __init__(self, model: str, on_progress: ProgressCallback | None) -> None:
-        self.model = model
-        self.on_progress = on_progress
-        self.text: list[str] = []
-        self.thinking: list[str] = []
-        # Running counts: progress goes out per delta, and re-summing the pieces each time is quadratic.
-        self.text_chars = 0
-        self.thinking_chars = 0
-        self.usage = Usage()
-        self.stop_reason: str | None = None
-        self.block_type: str | None = None
-        self.block_filter = TextBlockFilter()
-        self.hid_placeholder = False
+class _StreamState(ReplyState):
+    """The Anthropic events of one reply (docs/kimi-api.md §8), fed into the wire-neutral `ReplyState`."""
 
     async def handle(self, event: Any) -> None:
         kind = event.type
@@ -180,23 +123,18 @@ class _StreamState:
             self.model = event.message.model or self.model
             self._take_usage(event.message.usage)
         elif kind == "content_block_start":
-            self.block_type = event.content_block.type
-            if self.block_type == "text":
-                self.block_filter = TextBlockFilter()
-                await self._add_text(getattr(event.content_block, "text", "") or "")
+            await self.end_text()
+            if event.content_block.type == "text":
+                self.start_text()
+                await self.add_text(getattr(event.content_block, "text", "") or "")
         elif kind == "content_block_delta":
             delta = event.delta
             if delta.type == "text_delta":
-                await self._add_text(delta.text)
+                await self.add_text(delta.text)
             elif delta.type == "thinking_delta":
-                self.thinking.append(delta.thinking)
-                self.thinking_chars += len(delta.thinking)
-                await self._report("thinking")
+                await self.add_thinking(delta.thinking)
         elif kind == "content_block_stop":
-            if self.block_type == "text":
-                await self._show(self.block_filter.close())
-                self.hid_placeholder |= self.block_filter.hidden
-            self.block_type = None
+            await self.end_text()
         elif kind == "message_delta":
             self.stop_reason = event.delta.stop_reason or self.stop_reason
             self._take_usage(event.usage)
@@ -210,44 +148,6 @@ class _StreamState:
             value = getattr(usage, theirs, None)
             if value is not None:
                 setattr(self.usage, ours, value)
-
-    async def _add_text(self, delta: str) -> None:
-        await self._show(self.block_filter.feed(delta))
-
-    async def _show(self, text: str) -> None:
-        """Text the placeholder filter released: part of the answer from now on."""
-        if text:
-            self.text.append(text)
-            self.text_chars += len(text)
-            await self._report("answering", text)
-
-    async def _report(self, phase: str, new_text: str = "") -> None:
-        if self.on_progress is None:
-            return
-        await self.on_progress(
-            StreamProgress(
-                phase=phase,  # type: ignore[arg-type]
-                new_text=new_text,
-                text_chars=self.text_chars,
-                thinking_chars=self.thinking_chars,
-                output_tokens=self.usage.output_tokens,
-            )
-        )
-
-    def result(self) -> ChatResult:
-        if self.stop_reason is None:
-            raise errors.IncompleteStream()
-        text = "".join(self.text)
-        thinking = "".join(self.thinking)
-        note = _PLACEHOLDER_NOTE if not text.strip() and (self.hid_placeholder or thinking) else None
-        return ChatResult(
-            text=text,
-            model=self.model,
-            stop_reason=self.stop_reason,
-            usage=self.usage,
-            thinking=thinking or None,
-            note=note,
-        )
 
 
 def map_sdk_error(exc: Exception) -> Exception | None:

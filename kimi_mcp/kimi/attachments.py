@@ -19,12 +19,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from kimi_mcp import errors
-from kimi_mcp.kimi import anthropic_wire
+from kimi_mcp.kimi import wires
 from kimi_mcp.kimi.files_api import UploadProgress
 from kimi_mcp.kimi.media import LocalMedia, MediaType, media_type_for_mime
 from kimi_mcp.kimi.models import Base64Source, ChatRequest, ImageBlock, MediaBlock, Message, UrlSource, VideoBlock
 from kimi_mcp.kimi.uploads import MediaUploader, UploadOutcome
 from kimi_mcp.kimi.upstream import MAX_REQUEST_BYTES
+from kimi_mcp.settings import WireProtocol
 
 logger = logging.getLogger(__name__)
 
@@ -128,7 +129,8 @@ class MediaPolicy:
             key=lambda i: len(attached.blocks[i].source.data),  # type: ignore[union-attr]
             reverse=True,
         )
-        while _over_cap(request) and inline:
+        protocol = self.uploader.kimi.settings.protocol  # the cap is checked on the body the wire in use sends
+        while _over_cap(protocol, request) and inline:
             index = inline.pop(0)
             media = attached.sources[index]
             if media is None:
@@ -139,7 +141,7 @@ class MediaPolicy:
                 f"{media.name} was uploaded rather than sent inline, to keep the request under the cap."
             )
             request = build(attached.blocks)
-        anthropic_wire.build_body(request)  # raises RequestOverBodyCap, naming the sizes, if it is still too large
+        wires.build_body(protocol, request)  # raises RequestOverBodyCap, naming the sizes, if it is still too large
         return request, attached
 
     async def replace_gone(
@@ -189,9 +191,9 @@ def with_reference(request: ChatRequest, old: str, new: str) -> ChatRequest:
     return request.model_copy(update={"messages": [swap(message) for message in request.messages]})
 
 
-def _over_cap(request: ChatRequest) -> bool:
+def _over_cap(protocol: WireProtocol, request: ChatRequest) -> bool:
     try:
-        anthropic_wire.build_body(request)
+        wires.build_body(protocol, request)
     except errors.RequestOverBodyCap:
         return True
     return False

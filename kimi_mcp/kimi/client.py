@@ -1,20 +1,22 @@
 """KimiClient: the Kimi-specific core, usable from Python without the MCP server.
 
-It owns one httpx2 client, gets tokens from a `TokenSource`, speaks to Kimi through its wire module (the Anthropic
-wire for now; `settings.protocol` is where a second one plugs in), maps every upstream fault to one error of
-`errors.py`, and recovers once from a 401 (docs/kimi-api.md §3).
+It owns one httpx2 client, gets tokens from a `TokenSource`, speaks to Kimi through the wire `settings.protocol`
+(KIMI_CODE_PROTOCOL) selects: `anthropic_wire` (through the anthropic SDK, with its retries) or `openai_wire` (sent
+here with httpx2, through the retry loop uploads use too), maps every upstream fault to one error of `errors.py`
+through the one shared map, and recovers once from a 401 (docs/kimi-api.md §3).
 
 Two limits hold for every chat call. At most `settings.max_concurrency` calls are in flight at once (Kimi answers
 403 "concurrent request limit" past ~30 per account, §9); the rest wait their turn, reported as "queued".
 `settings.timeout_seconds` (KIMI_MCP_TIMEOUT) bounds the whole call, from the moment it is made: the wait for a
-slot, the `/v1/models` lookup, getting the token (a refresh respects the same deadline), and the stream with the
-SDK's retries. The wait for a slot counts because the limit is what a caller can rely on: a call returns within
+slot, the `/v1/models` lookup, getting the token (a refresh respects the same deadline), and the stream with its
+retries. The wait for a slot counts because the limit is what a caller can rely on: a call returns within
 it, whatever held it up; a queue that does not move in that time is itself worth an error. Uploads to the Files
 API (`upload`) take a slot too and keep to the same limit.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -24,18 +26,18 @@ import httpx2
 
 from kimi_mcp import errors, logs
 from kimi_mcp.http import build_http_client
-from kimi_mcp.kimi import anthropic_wire, files_api
+from kimi_mcp.kimi import files_api, wires
 from kimi_mcp.kimi.files_api import UploadedFile, UploadProgress
 from kimi_mcp.kimi.models import ChatRequest, ChatResult, Message, StreamProgress, TextBlock
 from kimi_mcp.kimi.quota import ModelInfo, Quota, parse_models, parse_quota
-from kimi_mcp.kimi.upstream import Rejected, error_for_response, mark_retry, transport_error
+from kimi_mcp.kimi.upstream import Rejected, error_for_response, mark_retry, request_size, transport_error
 from kimi_mcp.settings import Settings
 
 if TYPE_CHECKING:
     from anthropic import AsyncAnthropic
 
-    from kimi_mcp.kimi.anthropic_wire import ProgressCallback
     from kimi_mcp.kimi.media import LocalMedia
+    from kimi_mcp.kimi.wires import ProgressCallback
 
 T = TypeVar("T")
 
@@ -155,15 +157,48 @@ class KimiClient:
 
     async def _chat_in_slot(self, request: ChatRequest, on_progress: ProgressCallback | None) -> ChatResult:
         efforts = await self._efforts(request.model) if request.thinking != "off" else frozenset()
-        body = anthropic_wire.build_body(request, efforts=efforts)
+        body = wires.build_body(self.settings.protocol, request, efforts=efforts)
 
         async def call(token: str) -> ChatResult:
+            if self.settings.protocol == "openai":
+                return await self._openai_chat(body, token, on_progress)
+            from kimi_mcp.kimi import anthropic_wire
+
             return await anthropic_wire.stream_chat(self._sdk_for(token), body, on_progress)
 
         try:
             return await self._authorized(call)
         except errors.QuotaExceeded as exc:
             raise await self._with_reset_time(exc) from None
+
+    async def _openai_chat(self, body: dict[str, Any], token: str, on_progress: ProgressCallback | None) -> ChatResult:
+        """POST the body to the OpenAI surface, retrying transient answers as the Anthropic wire's SDK would, then
+        read the reply (docs/kimi-api.md §5, §8, §9)."""
+        from kimi_mcp.kimi import openai_wire
+
+        url = f"{self.settings.base_url}{openai_wire.CHAT_PATH}"
+        content = wires.encode(body)
+        headers = {
+            "Authorization": f"Bearer {token}",
+            "Content-Type": "application/json",
+            "Accept": "text/event-stream",
+        }
+
+        async def send() -> httpx2.Response:
+            request = self.http.build_request("POST", url, content=content, headers=headers)
+            return await self.http.send(request, stream=True)
+
+        def failure(response: httpx2.Response) -> Exception:
+            sent = request_size(response.request)
+            return error_for_response(
+                response.status_code, response.content, response.headers, request_bytes=sent, wire="openai"
+            )
+
+        response = await self._send_retrying(send, failure)
+        try:
+            return await openai_wire.read_reply(response, body["model"], on_progress)
+        finally:
+            await response.aclose()
 
     async def _upload_in_slot(self, media: LocalMedia, on_progress: UploadProgress | None) -> UploadedFile:
         body = files_api.MultipartBody(media)
@@ -180,22 +215,41 @@ class KimiClient:
         """POST the body, retrying transient faults (the SDK's retries do not cover uploads, docs/kimi-api.md §9)."""
         url = f"{self.settings.base_url}{files_api.FILES_PATH}"
         headers = {**body.headers(), "Authorization": f"Bearer {token}"}
+
+        async def send() -> httpx2.Response:
+            # A fresh body stream per attempt: the file is read again from its start.
+            return await self.http.post(url, content=body.stream(meter), headers=headers)
+
+        response = await self._send_retrying(send, lambda failed: files_api.upload_error(failed, body.media))
+        return files_api.uploaded_file(response, body.media)
+
+    async def _send_retrying(
+        self, send: Callable[[], Awaitable[httpx2.Response]], failure: Callable[[httpx2.Response], Exception]
+    ) -> httpx2.Response:
+        """The first answer under 400 that `send()` gets, retrying transient faults as the anthropic SDK does for
+        chat on the Anthropic wire (docs/kimi-api.md §9): up to KIMI_MCP_MAX_RETRIES more attempts, after a
+        connection fault or an answer `files_api.retry_delay` calls transient (408, 409, 429, 5xx, a busy 403
+        marked by `mark_retry`; never a used-up quota or a `Retry-After` too long to wait), honouring
+        `Retry-After`. Otherwise raises `failure(answer)`, with the answer's body read.
+
+        A 401 is not retried here: `failure` makes it `Rejected`, and `_authorized` recovers the token once.
+        """
         attempt = 0
         while True:
             try:
-                # A fresh body stream per attempt: the file is read again from its start.
-                response = await self.http.post(url, content=body.stream(meter), headers=headers)
+                response = await send()
             except httpx2.TransportError:
                 if attempt >= self.settings.max_retries:
                     raise  # _mapped names the cause
                 delay = files_api.backoff(attempt)
             else:
                 if response.status_code < 400:
-                    return files_api.uploaded_file(response, body.media)
-                # A 401 is not retried here: upload_error makes it `Rejected`, and _authorized recovers the token.
+                    return response
+                await response.aread()  # a streamed answer: its error body, then the connection back to the pool
+                await response.aclose()
                 retry = response.status_code != 401 and attempt < self.settings.max_retries
                 if (delay := files_api.retry_delay(response, attempt) if retry else None) is None:
-                    raise files_api.upload_error(response, body.media)
+                    raise failure(response)
             attempt += 1
             await anyio.sleep(delay)
 
@@ -274,17 +328,23 @@ class KimiClient:
     async def _mapped(self, call: Callable[[str], Awaitable[T]], token: str) -> T:
         try:
             return await call(token)
-        except errors.KimiMcpError:
+        except (errors.KimiMcpError, Rejected):
             raise
         except httpx2.TransportError as exc:
             raise transport_error(exc, _url_of(exc, self.settings.base_url)) from None
         except Exception as exc:
+            if "anthropic" not in sys.modules:
+                raise  # not the SDK's: it was never loaded (the OpenAI wire, side APIs), and stays unloaded
+            from kimi_mcp.kimi import anthropic_wire
+
             mapped = anthropic_wire.map_sdk_error(exc)
             if mapped is None:
                 raise
             raise mapped from None
 
     def _sdk_for(self, token: str) -> AsyncAnthropic:
+        from kimi_mcp.kimi import anthropic_wire
+
         if self._sdk is None or self._sdk[0] != token:
             sdk = anthropic_wire.build_sdk(
                 token=token,

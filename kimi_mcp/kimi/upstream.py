@@ -1,8 +1,10 @@
 """Upstream faults: the one mapping from Kimi's status codes and error bodies to our errors (docs/kimi-api.md §9).
 
-Retries themselves are the SDK's (exponential backoff, `Retry-After` honoured). This module only tells it, through
-`x-should-retry` on the response, which answers to retry beyond its own rules (a 403 "concurrent request limit"
-is transient) and which never to retry (a used-up quota, or a `Retry-After` longer than a tool call can wait).
+Retries themselves are the anthropic SDK's on the Anthropic wire (exponential backoff, `Retry-After` honoured), and
+KimiClient's own loop, with the same rules, on the OpenAI wire and for uploads (files_api.retry_delay). This module
+only tells them, through `x-should-retry` on the response, which answers to retry beyond the usual rules (a 403
+"concurrent request limit" is transient) and which never to retry (a used-up quota, or a `Retry-After` longer
+than a tool call can wait). Both wires map answers to errors through the one `error_for_response`.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import httpx2
 from kimi_mcp import errors
 from kimi_mcp.logs import redact
 from kimi_mcp.netcause import describe_transport_error
+from kimi_mcp.settings import WireProtocol
 
 # A tool call that waits minutes on a rate limit looks hung to the host: give up and say so instead.
 MAX_RETRY_AFTER_SECONDS = 30.0
@@ -99,8 +102,13 @@ def error_for_response(
     headers: httpx2.Headers | dict[str, str] | None = None,
     *,
     request_bytes: int | None = None,
+    wire: WireProtocol = "anthropic",
 ) -> Exception:
-    """The error to raise for a failed answer; `Rejected` for a 401 so the token can be recovered."""
+    """The error to raise for a failed answer; `Rejected` for a 401 so the token can be recovered.
+
+    `wire` is the surface that answered: a 403 `access_terminated_error` on the OpenAI one is most likely its
+    allow-list (docs/kimi-api.md §2), and its message says so.
+    """
     error_type, message = error_details(body)
     # The service's own words go into messages the model reads: never let them carry a credential.
     detail = redact(message or error_type or f"HTTP {status}")
@@ -110,7 +118,7 @@ def error_for_response(
         return errors.MembershipExpired()
     if status == 403:
         if error_type == TERMINATED_ERROR_TYPE or TERMINATED_ERROR_TYPE in message:
-            return errors.ClientRefused(detail)
+            return errors.AllowListRefused(detail) if wire == "openai" else errors.ClientRefused(detail)
         if is_busy(status, message):
             return errors.KimiBusy(detail)
         return errors.Forbidden(detail)
@@ -165,7 +173,7 @@ def _in_chain(exc: BaseException, kind: type[BaseException]) -> bool:
 
 
 async def mark_retry(response: httpx2.Response) -> None:
-    """httpx2 response hook: steer the SDK's retry loop (it obeys `x-should-retry`, docs/kimi-api.md §9).
+    """httpx2 response hook: steer the retry loops (the SDK's and ours obey `x-should-retry`, docs/kimi-api.md §9).
 
     Retried: a 403 "concurrent request limit" (the SDK alone would not retry a 403). Not retried: a used-up
     quota, or any answer asking for a wait (`Retry-After`, seconds or an HTTP date) longer than a tool call
