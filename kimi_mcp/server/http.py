@@ -8,9 +8,14 @@ Responses are SSE (`json_response=False`) so progress notifications stream while
 Layers, outside in: `Gate` (drain, 413 wording) → Starlette (`/healthz`, unauthenticated) → the SDK's bearer auth
 (401) → the SDK's body cap (413) → its Host/Origin check (421/403) → the session manager.
 
-Shutdown (SIGTERM/SIGINT): stop taking requests and end the standalone SSE streams at once, let tool calls in
+Shutdown (SIGTERM/SIGINT): answer new requests 503 and end the standalone SSE streams at once, let tool calls in
 flight finish for `KIMI_MCP_SHUTDOWN_GRACE_SECONDS`, then stop them with a readable error result; a second signal
-stops them at once. The store is closed by the lifespan's exit after the last response went out.
+stops them at once. The port stays open while calls are in flight, so a client is told why (503 with a readable
+error) rather than refused a connection; it closes once they are done. The store is closed by the lifespan's exit
+after the last response went out.
+
+A start that fails after the port was bound (the lifespan raised) ends the process with status 1 and one line that
+says why, never with 0 as if it had served and stopped.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import logging
 import signal
 import socket
 import sys
@@ -32,9 +38,13 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
+from kimi_mcp import logs
 from kimi_mcp._version import __version__
+from kimi_mcp.errors import ServerStartFailed
 from kimi_mcp.server.http_guard import CallGuard, Gate, StaticTokenVerifier
 from kimi_mcp.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 LOOPBACK_HOSTS = ["127.0.0.1:*", "localhost:*", "[::1]:*"]
 LOOPBACK_ORIGINS = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"]
@@ -120,11 +130,35 @@ class _Server(uvicorn.Server):
         self._signals = 0
         self._loop: asyncio.AbstractEventLoop | None = None
 
+    @property
+    def asked_to_stop(self) -> bool:
+        return self._signals > 0
+
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         self._loop = asyncio.get_running_loop()
-        await super().startup(sockets)
+        try:
+            await super().startup(sockets)
+        except SystemExit:  # uvicorn's answer to a failed lifespan start-up (status 3, after a bare log line)
+            raise self.start_failed() from None
+        except Exception as exc:  # e.g. the event loop refused our socket: the lifespan has started, end it
+            await self.lifespan.shutdown()
+            raise self.start_failed(exc) from None
         if self.started:
             print(f"kimi-mcp: serving MCP on {self._url}", file=sys.stderr, flush=True)
+
+    def start_failed(self, exc: BaseException | None = None) -> ServerStartFailed:
+        cause = exc or self._gate.startup_error
+        if cause is None:
+            return ServerStartFailed(self._url, "the application did not start")
+        logger.debug("start-up failed", exc_info=cause)
+        return ServerStartFailed(self._url, logs.redact(_describe(cause)))
+
+    async def main_loop(self) -> None:
+        await super().main_loop()
+        if self._gate.draining:
+            # Keep listening while calls finish, so new requests get the drain's 503 rather than a refused
+            # connection; the grace period's stop (or a second signal) ends the calls if they take too long.
+            await self._calls.wait_idle()
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -159,9 +193,17 @@ class _Server(uvicorn.Server):
         self._loop.call_later(self._grace, self._calls.stop_all)
 
 
+def _describe(exc: BaseException) -> str:
+    """`Type: message` of the first leaf of an exception group (the lifespan's task groups wrap what failed)."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 def serve(settings: Settings, options: HttpOptions, sock: socket.socket) -> None:
     """Serve on `sock` (from `bind`) until SIGTERM/SIGINT; returns once every response went out and the store is
-    closed."""
+    closed. Raises `ServerStartFailed` when it never started serving."""
     calls = CallGuard(settings.shutdown_grace_seconds)
     gate = build_app(settings, options, calls)
     port = sock.getsockname()[1]
@@ -176,3 +218,6 @@ def serve(settings: Settings, options: HttpOptions, sock: socket.socket) -> None
     server = _Server(config, gate, calls, settings.shutdown_grace_seconds, url_of(options.host, port, options.path))
     with sock:
         asyncio.run(server.serve(sockets=[sock]))
+    if not server.started and not server.asked_to_stop:
+        # Older uvicorn releases end a failed start quietly instead of exiting with status 3.
+        raise server.start_failed()

@@ -1,10 +1,15 @@
 """The HTTP server's own checks around the SDK's streamable HTTP app: the bearer token, the body cap's answer, the
-graceful drain.
+graceful drain, the lifespan's start-up error.
 
 The token goes through the SDK's auth hooks (`token_verifier=` with `AuthSettings`): its `RequireAuthMiddleware`
 answers 401 with `WWW-Authenticate: Bearer` before the MCP endpoint reads anything. The SDK also enforces the body
 cap (`max_request_body_size`: Content-Length first, then the chunks as they arrive), but answers with a bare
 "Request body too large"; `Gate` gives that 413 a JSON-RPC error body that says which setting to change.
+
+An error answered before the body was read (413, 401, 503, …) must still reach a client that is busy sending a
+large body: closing a socket with unread data makes the kernel send a reset, which throws away the answer the client
+had not read yet (it saw `ReadError` instead of the 413 for a 5 MB body). So `Gate` reads the rest of such a body
+and drops it, within bounds, before the answer's last byte goes out ("lingering close", as nginx and Apache do).
 """
 
 from __future__ import annotations
@@ -22,6 +27,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from kimi_mcp.errors import NotTakingRequests, RequestBodyTooLarge, ServerShuttingDown
 
 CLIENT_ID = "kimi-mcp-http"
+# How long and how much of an unwanted request body `Gate` reads before an error answer; past either, the client
+# may see a reset instead of the answer, which is all an endless or very slow body deserves.
+LINGER_SECONDS = 30.0
+LINGER_MAX_BYTES = 1 << 30
 
 
 class StaticTokenVerifier:
@@ -43,6 +52,7 @@ class CallGuard:
     def __init__(self, grace_seconds: float) -> None:
         self._scopes: set[anyio.CancelScope] = set()
         self._waited: float | None = grace_seconds
+        self._idle: anyio.Event | None = None
 
     @property
     def in_flight(self) -> int:
@@ -57,10 +67,18 @@ class CallGuard:
                 return await call_next(ctx)
             finally:
                 self._scopes.discard(scope)
+                if not self._scopes and self._idle is not None:
+                    self._idle.set()
         # Only our own cancel() lands here; a client's cancellation still propagates as before.
         message = ServerShuttingDown(self._waited).message
         # "Error:" like every kimi-mcp error: Codex does not show its model the isError flag (docs/hosts.md).
         return CallToolResult(content=[TextContent(type="text", text=f"Error: {message}")], is_error=True)
+
+    async def wait_idle(self) -> None:
+        """Return once no tool call is in flight (at once if none is)."""
+        while self._scopes:
+            self._idle = anyio.Event()
+            await self._idle.wait()
 
     def stop_all(self, *, at_once: bool = False) -> None:
         """Stop every call in flight: the grace period is over, or (`at_once`) a second signal came."""
@@ -71,7 +89,8 @@ class CallGuard:
 
 
 class Gate:
-    """Outermost ASGI layer: refuses new requests while draining, ends idle SSE streams, words the 413."""
+    """Outermost ASGI layer: refuses new requests while draining, ends idle SSE streams, words the 413, lets an
+    error answer reach a client still sending its body, and keeps the lifespan's start-up error."""
 
     def __init__(self, app: ASGIApp, mcp_path: str, max_body_bytes: int) -> None:
         self._app = app
@@ -79,11 +98,18 @@ class Gate:
         self._max_body_bytes = max_body_bytes
         self._streams: set[anyio.CancelScope] = set()
         self.draining = False
+        # Why the app's lifespan failed to start (the store, the session manager, …), for the start-up message.
+        self.startup_error: BaseException | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(scope, receive, send)
+            return
         if scope["type"] != "http":
             await self._app(scope, receive, send)
             return
+        body = _RequestBody(receive)
+        receive, send = body.receive, _drained_before_errors(send, body)
         if self.draining:
             await _send_json(send, 503, _rpc_error(-32000, NotTakingRequests().message))
             return
@@ -99,6 +125,26 @@ class Gate:
                 await self._app(scope, receive, send)
             finally:
                 self._streams.discard(stream_scope)
+
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = False
+
+        async def quiet_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "lifespan.startup.complete":
+                started = True
+            if message["type"] == "lifespan.startup.failed":
+                # Starlette puts the whole traceback here and uvicorn logs it as an error; the server's own
+                # start-up message says what failed instead (the traceback is in the debug log).
+                message = {"type": message["type"], "message": ""}
+            await send(message)
+
+        try:
+            await self._app(scope, receive, quiet_send)
+        except BaseException as exc:
+            if not started:
+                self.startup_error = exc
+            raise
 
     def drain(self) -> None:
         """Stop taking requests and end the standalone SSE streams; calls in flight go on."""
@@ -122,6 +168,43 @@ class Gate:
             await send(message)
 
         return wrapped
+
+
+class _RequestBody:
+    """The request's `receive`, noting whether the body was read to its end, and able to read the rest."""
+
+    def __init__(self, receive: Receive) -> None:
+        self._receive = receive
+        self.complete = False
+
+    async def receive(self) -> Message:
+        message = await self._receive()
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            self.complete = True  # the last chunk, or the client left
+        return message
+
+    async def drain(self) -> None:
+        """Read and drop what is left of the body, within `LINGER_SECONDS` and `LINGER_MAX_BYTES`."""
+        dropped = 0
+        with anyio.move_on_after(LINGER_SECONDS):
+            while not self.complete and dropped <= LINGER_MAX_BYTES:
+                dropped += len((await self.receive()).get("body", b""))
+
+
+def _drained_before_errors(send: Send, body: _RequestBody) -> Send:
+    """`send` that, for an error answer given before the body was read, reads the body before the answer's end."""
+    status = 0
+
+    async def wrapped(message: Message) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+        elif message["type"] == "http.response.body" and not message.get("more_body", False):
+            if status >= 400 and not body.complete:
+                await body.drain()
+        await send(message)
+
+    return wrapped
 
 
 def _rpc_error(code: int, message: str) -> bytes:

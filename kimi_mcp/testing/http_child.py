@@ -19,6 +19,7 @@ import httpx2
 from anyio.abc import Process
 from anyio.streams.text import TextReceiveStream
 from mcp import Client
+from mcp.client.session import ListRootsFnT
 from mcp.client.streamable_http import streamable_http_client
 
 KIMI_MCP = Path(sys.executable).parent / "kimi-mcp"
@@ -67,8 +68,11 @@ async def _pump(child: HttpChild, ready: anyio.Event) -> None:
 
 
 @asynccontextmanager
-async def http_child(env: dict[str, str], *args: str, port: str = "0") -> AsyncIterator[HttpChild]:
-    """A serving child (`--port 0` unless given in `args`); terminated on exit unless it already ended."""
+async def http_child(
+    env: dict[str, str], *args: str, port: str = "0", cwd: Path | None = None
+) -> AsyncIterator[HttpChild]:
+    """A serving child (`--port 0` unless given in `args`, in `cwd` if given); terminated on exit unless it already
+    ended."""
     command = [str(KIMI_MCP), "serve", "--transport", "http", *(() if "--port" in args else ("--port", port)), *args]
     process = await anyio.open_process(
         command,
@@ -76,6 +80,7 @@ async def http_child(env: dict[str, str], *args: str, port: str = "0") -> AsyncI
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
+        cwd=cwd,
     )
     child = HttpChild(process)
     ready = anyio.Event()
@@ -96,12 +101,30 @@ async def http_child(env: dict[str, str], *args: str, port: str = "0") -> AsyncI
 
 
 @asynccontextmanager
-async def http_client(url: str, token: str | None, *, mode: str = "auto") -> AsyncIterator[Client]:
-    """An `mcp` Client over streamable HTTP, sending `Authorization: Bearer <token>` when a token is given."""
+async def http_client(
+    url: str,
+    token: str | None,
+    *,
+    mode: str = "auto",
+    list_roots_callback: ListRootsFnT | None = None,
+    statuses: list[int] | None = None,
+) -> AsyncIterator[Client]:
+    """An `mcp` Client over streamable HTTP, sending `Authorization: Bearer <token>` when a token is given.
+
+    `list_roots_callback` offers roots (legacy-mode sessions only: 2026-07-28 has no roots); `statuses`, when given,
+    collects the HTTP status of every response, which the MCP client itself does not show."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     timeout = httpx2.Timeout(30.0, read=CALL_TIMEOUT * 2)
-    async with httpx2.AsyncClient(headers=headers, timeout=timeout) as http:
+
+    async def note_status(response: httpx2.Response) -> None:
+        if statuses is not None:
+            statuses.append(response.status_code)
+
+    async with httpx2.AsyncClient(headers=headers, timeout=timeout, event_hooks={"response": [note_status]}) as http:
         async with Client(
-            streamable_http_client(url, http_client=http), mode=mode, read_timeout_seconds=CALL_TIMEOUT
+            streamable_http_client(url, http_client=http),
+            mode=mode,
+            read_timeout_seconds=CALL_TIMEOUT,
+            list_roots_callback=list_roots_callback,
         ) as client:
             yield client

@@ -7,6 +7,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import httpx2
@@ -228,6 +229,50 @@ def test_a_short_token_and_a_taken_port_stop_the_start(kimi_env: dict[str, str])
         )
     assert short.returncode == 2 and "KIMI_MCP_HTTP_TOKEN: must be at least 16 characters" in short.stderr
     assert busy.returncode == 1 and f"cannot listen on http://127.0.0.1:{port}/mcp" in busy.stderr
+
+
+# `kimi-mcp serve --transport http` whose lifespan fails once the port is bound, as a store or home folder that
+# cannot be opened would make it fail: the AppState the lifespan builds raises.
+# "quiet" emulates older uvicorn releases, whose Server.startup returned after a failed lifespan instead of exiting.
+FAILING_LIFESPAN = """
+import sys
+import uvicorn
+from kimi_mcp.server import app
+
+class Unusable:
+    def __init__(self, **_):
+        raise PermissionError(13, "Permission denied", "/var/lib/kimi-mcp")
+
+app.AppState = Unusable
+if sys.argv[1] == "quiet":
+    startup = uvicorn.Server.startup
+
+    async def quiet_startup(self, sockets=None):
+        try:
+            await startup(self, sockets)
+        except SystemExit:
+            self.should_exit = True
+
+    uvicorn.Server.startup = quiet_startup
+from kimi_mcp.cli import main
+main(sys.argv[2:])
+"""
+
+
+@pytest.mark.parametrize("uvicorn_style", ["exits", "quiet"])
+def test_a_failed_start_after_binding_exits_non_zero_and_says_why(uvicorn_style: str, kimi_env: dict[str, str]) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", FAILING_LIFESPAN, uvicorn_style, "serve", "--transport", "http", "--port", "0"],
+        env={"PATH": os.environ.get("PATH", ""), **kimi_env, "KIMI_MCP_HTTP_TOKEN": TOKEN},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "kimi-mcp: could not start serving MCP on http://127.0.0.1:" in done.stderr
+    assert "PermissionError: [Errno 13] Permission denied: '/var/lib/kimi-mcp'" in done.stderr
+    assert "serving MCP on" not in done.stderr.replace("could not start serving MCP on", "")
+    assert "Traceback" not in done.stderr and TOKEN not in done.stderr
 
 
 def test_http_settings_parse_lists_and_refuse_bad_values() -> None:

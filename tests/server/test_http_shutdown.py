@@ -8,9 +8,12 @@ import time
 from pathlib import Path
 
 import anyio
+import httpx2
 import pytest
+from mcp import MCPError
 from mcp_types import CallToolResult
 
+from kimi_mcp.errors import NotTakingRequests
 from kimi_mcp.store import ConversationStore
 from kimi_mcp.testing.fake_kimi import FakeKimi, Reply
 from kimi_mcp.testing.http_child import HttpChild, http_child, http_client
@@ -118,3 +121,64 @@ async def test_an_idle_client_does_not_hold_the_shutdown_for_the_grace_period(
             took = time.monotonic() - started
     assert status == 0
     assert took < 120, f"shutdown took {took:.0f} s with nothing in flight"
+
+
+async def test_while_draining_a_new_request_gets_503_and_the_call_in_flight_still_finishes(
+    kimi_env: dict[str, str], fake_kimi: FakeKimi
+) -> None:
+    env = {**kimi_env, "KIMI_MCP_HTTP_TOKEN": TOKEN, "KIMI_MCP_SHUTDOWN_GRACE_SECONDS": "120"}
+    # ~15 s of reply: the window in which the new requests below arrive while the call is still in flight.
+    fake_kimi.script(Reply(text="slow " * 60, text_deltas=["slow "] * 60, delay=0.25))
+    streamed: list[float] = []
+    progressed = anyio.Event()
+    wanted = [1]  # how many progress updates `progressed` waits for
+    outcome: list[CallToolResult] = []
+    init = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+    }
+    headers = {"Accept": "application/json, text/event-stream", "Authorization": f"Bearer {TOKEN}"}
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        if message and "chars" in message:
+            streamed.append(progress)
+            if len(streamed) >= wanted[0]:
+                progressed.set()
+
+    async with http_child(env) as child, http_client(child.url, TOKEN) as client:
+        await client.list_tools()
+        async with anyio.create_task_group() as group, httpx2.AsyncClient(timeout=60) as http:
+
+            async def call() -> None:
+                outcome.append(await client.call_tool("kimi_chat", {"prompt": "p"}, progress_callback=on_progress))
+
+            group.start_soon(call)
+            with anyio.fail_after(60):
+                await progressed.wait()
+            child.process.send_signal(signal.SIGTERM)
+            with anyio.fail_after(60):
+                await child.stopping.wait()
+            # Well into the drain, not in its first moments: two more progress updates (throttled to one per
+            # 0.5 s) mean the call went on streaming for a while after the signal.
+            wanted[0], progressed = len(streamed) + 2, anyio.Event()
+            with anyio.fail_after(60):
+                await progressed.wait()
+            # A new connection: the port stays open while the call runs, and says why it takes nothing new.
+            fresh = await http.post(child.url, json=init, headers=headers)
+            health = await http.get(f"{child.base}/healthz")
+            # A new request in the session whose call is still running: its client reads the same reason.
+            with pytest.raises(MCPError) as refused:
+                await client.call_tool("kimi_login_status", {})
+            finished_meanwhile = bool(outcome)
+        status = await child.wait()
+    assert not finished_meanwhile  # the 503s came while the call was in flight
+    reason = NotTakingRequests().message
+    assert fresh.status_code == 503 and fresh.json()["error"]["message"] == reason
+    assert health.status_code == 503
+    assert str(refused.value) == reason
+    result = outcome[0]
+    assert not result.is_error and reply_of(result) == "slow " * 60
+    assert status == 0
+    assert await recent(kimi_env["KIMI_MCP_HOME"]) == {chat_meta(result)["conversation_id"]: 1}
