@@ -276,6 +276,16 @@ class NotTakingRequests(KimiMcpError):
         super().__init__("kimi-mcp is shutting down and takes no new requests; try again once it is back.")
 
 
+class ServerStartFailed(KimiMcpError):
+    """`kimi-mcp serve --transport http` bound its port but could not start serving (e.g. its lifespan failed)."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(
+            f"could not start serving MCP on {url}: {reason}. Nothing was served; fix the cause and start it again "
+            "(KIMI_CODE_DEBUG=1 shows the details)."
+        )
+
+
 # -- media and local files (kimi/media.py, access.py, kimi/uploads.py; docs/media.md) -------------------------
 
 
