@@ -111,6 +111,10 @@ class FileAccessPolicy:
         return f"FileAccessPolicy({[str(r) for r in self.roots]!r}, explicit={self.explicit})"
 
 
+_REGULAR_FLAGS = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
+_REGULAR_FLAGS |= getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0)
+
+
 def open_regular(path: Path) -> BinaryIO:
     """Open `path` read-only, refusing (FileAccessDenied) anything that is not a regular file once open.
 
@@ -118,10 +122,8 @@ def open_regular(path: Path) -> BinaryIO:
     place, O_NONBLOCK keeps a FIFO from blocking the open until a writer appears, and fstat on the descriptor sees
     what was actually opened. O_NONBLOCK is cleared afterwards so reads behave normally.
     """
-    flags = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
-    flags |= getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0)
     try:
-        fd = os.open(path, flags)
+        fd = os.open(path, _REGULAR_FLAGS)
     except OSError as exc:
         # roots=None: the policy that names them passed this path; the file changed after that check.
         reason = "a symbolic link took the checked file's place" if exc.errno == errno.ELOOP else _os_reason(exc)
@@ -136,6 +138,35 @@ def open_regular(path: Path) -> BinaryIO:
     except BaseException:
         os.close(fd)
         raise
+
+
+def read_regular(path: Path | str, max_bytes: int) -> tuple[int, bytes | None]:
+    """(size, content) of the regular file at `path`, with `open_regular`'s checks but no file object: for
+    reading many small files (context_files/), where the file object costs more than the read. The content is
+    None, unread, when the size (from fstat on the open descriptor) is over `max_bytes`; else the first `size`
+    bytes (fewer if the file shrank meanwhile). O_NONBLOCK stays set: it does not change reads of a regular file.
+    """
+    try:
+        fd = os.open(path, _REGULAR_FLAGS)
+    except OSError as exc:
+        reason = "a symbolic link took the checked file's place" if exc.errno == errno.ELOOP else _os_reason(exc)
+        raise FileAccessDenied(str(path), reason, None) from None
+    try:
+        status = os.fstat(fd)
+        if not stat.S_ISREG(status.st_mode):
+            raise FileAccessDenied(str(path), f"it is {_kind_of(status.st_mode)}, not a regular file", None)
+        size = status.st_size
+        if size > max_bytes:
+            return size, None
+        data = b""
+        while len(data) < size:  # once, unless a read comes back short
+            chunk = os.read(fd, size - len(data))
+            if not chunk:
+                break
+            data += chunk
+        return size, data
+    finally:
+        os.close(fd)
 
 
 def paths_from_root_uris(uris: Iterable[str]) -> list[Path]:

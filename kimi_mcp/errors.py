@@ -422,3 +422,78 @@ class RequestOverBodyCap(KimiMcpError):
         )
         self.size = size
         self.limit = limit
+
+
+# -- files as context (kimi_mcp/context_files/, docs/files.md) ------------------------------------------------
+
+
+class ContextFilesOverBudget(KimiMcpError):
+    """The files named for a turn do not fit what Kimi's context window, or the request cap, leaves for them."""
+
+    def __init__(
+        self,
+        *,
+        files: int,
+        tokens: int,
+        token_budget: int,
+        size: int,
+        byte_budget: int,
+        largest: list[tuple[str, int]],
+        even_cut: bool = False,
+    ) -> None:
+        room = []
+        if tokens > token_budget:
+            room.append(
+                f"{max(token_budget, 0):,} tokens are left in Kimi's context window (262,144 tokens, less the "
+                "system text, the conversation so far, the prompt and room for the reply)"
+            )
+        if size > byte_budget:
+            room.append(f"{max(byte_budget, 0):,} bytes are left under Kimi's 2 MiB request cap")
+        need = f"about {tokens:,} tokens ({size:,} bytes)"
+        if even_cut:
+            what = f"The {files:,} files do not fit even cut to nothing: their headers and cut markers alone need"
+            advice = "Name fewer files, or a narrower folder or glob."
+        else:
+            what = f"The {files:,} files need"
+            advice = (
+                'Name fewer files or a narrower folder or glob, or pass on_overflow="truncate" to cut the largest '
+                "files to fit (each cut is marked in the text)."
+            )
+        biggest = ", ".join(f"{path} (~{count:,} tokens)" for path, count in largest)
+        super().__init__(
+            f"{what} {need}, but only {' and '.join(room)}; nothing was sent. The largest: {biggest}. {advice}"
+        )
+        self.tokens = tokens
+        self.token_budget = token_budget
+        self.size = size
+        self.byte_budget = byte_budget
+        self.largest = largest
+
+
+class TooManyContextFiles(KimiMcpError):
+    """The folders and globs named hold more files than could ever fit Kimi's window: the walk stopped."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"The folders and globs named hold more than {limit:,} files even with ignored ones left out, far more "
+            "than Kimi's 262,144-token window can take; nothing was read. Name a narrower folder or glob (for "
+            "example /repo/src/**/*.py)."
+        )
+        self.limit = limit
+
+
+class NoContextFiles(KimiMcpError):
+    """Nothing the caller named can be sent: every file was skipped, or a folder held none."""
+
+    def __init__(self, reasons: dict[str, int], examples: list[str]) -> None:
+        if reasons:
+            counts = ", ".join(f"{count:,} {reason}" for reason, count in reasons.items())
+            detail = f"every path was skipped ({counts}; e.g. {'; '.join(examples)})"
+        else:
+            detail = "the folders named hold no files"
+        super().__init__(
+            f"None of the files named can be sent to Kimi: {detail}. kimi-mcp sends text files and leaves out "
+            "binaries, files over KIMI_MCP_MAX_FILE_BYTES, and in folders what .gitignore excludes, dependencies, "
+            "caches and build output. Name the text files to send, or a folder that holds some."
+        )
+        self.reasons = reasons

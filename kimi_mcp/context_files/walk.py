@@ -1,0 +1,409 @@
+"""From the paths, folders and globs a caller names to the files to read, under the file access policy.
+
+Every path is checked by `kimi_mcp/access.py`'s policy after its symlinks are resolved: a file or folder named
+outside the allowed roots is refused (`FileAccessDenied`), and a symbolic link met while walking a folder that
+leads outside them is skipped with its reason. Walking a folder leaves out what a developer would (each with its
+reason, SkipReason in model.py): version control, dependencies, virtual environments, caches, build output, lock
+files and bundles, and whatever the folder's `.gitignore` files exclude, as git reads them (each file's patterns
+relative to its own folder, a deeper file overriding a shallower one, an excluded folder never entered). A path
+named directly is the caller's explicit choice: none of those folder rules apply to it.
+
+Paths are reported relative to the allowed root holding them, with `/` separators, so they read the same on
+every platform and from turn to turn. BLOCKING (callers run it in a worker thread).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePath
+from typing import TYPE_CHECKING, NamedTuple
+
+from kimi_mcp.access import FileAccessPolicy
+from kimi_mcp.context_files.model import SkippedPath, SkipReason
+from kimi_mcp.errors import FileAccessDenied, TooManyContextFiles
+
+if TYPE_CHECKING:
+    from pathspec import GitIgnoreSpec
+
+# More files than this after the folder rules cannot fit Kimi's window (262,144 tokens is ~13 tokens a file):
+# the walk stops rather than read them all only to refuse them.
+MAX_FILES = 20_000
+
+_DIR_RULES: dict[str, SkipReason] = {
+    **dict.fromkeys((".git", ".hg", ".svn", ".bzr", "_darcs"), "vcs"),
+    **dict.fromkeys(("node_modules", "bower_components", "jspm_packages", ".pnpm-store", ".yarn"), "dependencies"),
+    **dict.fromkeys((".venv", "venv", ".conda"), "virtualenv"),
+    **dict.fromkeys(
+        (
+            "__pycache__", ".mypy_cache", ".pytest_cache", ".ruff_cache", ".pytype", ".hypothesis", ".tox", ".nox",
+            ".cache", ".gradle", ".parcel-cache", ".turbo", ".sass-cache", ".terraform", ".dart_tool", ".angular",
+        ),
+        "cache",
+    ),
+    **dict.fromkeys(
+        (".next", ".nuxt", ".svelte-kit", ".output", ".eggs", "_build", "htmlcov", "coverage"), "build_output"
+    ),
+}  # fmt: skip
+# Build folders with everyday names: skipped unless they hold an __init__.py (a Python package called `build`,
+# as in pypa/build, is source).
+_BUILD_NAMES = frozenset(("build", "dist", "target", "out"))
+_GENERATED_FILES = frozenset(
+    (
+        "package-lock.json", "npm-shrinkwrap.json", "yarn.lock", "pnpm-lock.yaml", "bun.lockb", "poetry.lock",
+        "Pipfile.lock", "uv.lock", "pdm.lock", "Cargo.lock", "composer.lock", "Gemfile.lock", "go.sum",
+        "mix.lock", "pubspec.lock", "Podfile.lock", "packages.lock.json", "flake.lock",
+    )
+)  # fmt: skip
+_GENERATED_SUFFIXES = (".min.js", ".min.css", ".min.mjs", ".js.map", ".mjs.map", ".cjs.map", ".css.map")
+_GLOB_MAGIC = re.compile(r"[*?\[]")
+
+
+class Candidate(NamedTuple):
+    """A file to read: its display path and the resolved path to open."""
+
+    path: str
+    real: str  # resolved: inside an allowed root
+
+
+@dataclass
+class Walked:
+    candidates: list[Candidate] = field(default_factory=list)
+    skipped: list[SkippedPath] = field(default_factory=list)
+
+
+def expand(
+    specs: Sequence[str], policy: FileAccessPolicy, *, check_cancelled: Callable[[], None] | None = None
+) -> Walked:
+    """The files `specs` name, each once (by resolved path), and what was skipped, each once; unsorted.
+
+    Raises `FileAccessDenied` for a spec outside the roots or missing, `TooManyContextFiles` past MAX_FILES."""
+    walker = _Walker(policy, check_cancelled or (lambda: None))
+    for raw in specs:
+        walker.spec(raw.strip())
+    skipped = {(s.path, s.reason): s for s in walker.skipped}  # overlapping specs meet the same skips
+    return Walked(walker.candidates, list(skipped.values()))
+
+
+@dataclass(frozen=True)
+class _Frame:
+    """A folder to list: where it shows in the tree (`logical`), where it really is, the .gitignore files that
+    apply, and the glob's states there (None: everything under it is asked for)."""
+
+    logical: str
+    real: str
+    ignores: Ignores
+    states: frozenset[int] | None
+
+
+class _Walker:
+    def __init__(self, policy: FileAccessPolicy, check_cancelled: Callable[[], None]) -> None:
+        self.policy = policy
+        self.check_cancelled = check_cancelled
+        self.candidates: list[Candidate] = []
+        self.skipped: list[SkippedPath] = []
+        self.seen_files: set[str] = set()
+        self.hits = 0  # files the current spec met (read or skipped): a glob with none matched nothing
+        # Outermost first, so a path under nested roots is shown relative to the outer one.
+        ordered = sorted(policy.roots, key=lambda r: len(r.parts))
+        # (prefix, how paths under it are shown): the root's name with several roots, nothing with one.
+        self.roots = [(_folder_prefix(str(r)), f"{r.name}/" if len(ordered) > 1 and r.name else "") for r in ordered]
+
+    # -- specs ----------------------------------------------------------------------------------------------
+
+    def spec(self, raw: str) -> None:
+        base, pattern = _split_glob(raw)
+        if pattern is not None:
+            self.hits = 0
+            self._walk(self._spec_folder(raw, base), _Glob(pattern))
+            if not self.hits:
+                self.skipped.append(SkippedPath(raw, "no_match"))
+            return
+        real = Path(os.path.realpath(raw)) if raw and "\0" not in raw and Path(raw).is_absolute() else None
+        if real is not None and self.policy.contains(real) and real.is_dir():
+            self._walk(self._spec_folder(raw, raw), None)
+            return
+        # A file (or anything else): the policy's own check, in its own words for every refusal.
+        real_file = str(self.policy.resolve_file(raw))
+        self._add(real_file, real_file)
+
+    def _spec_folder(self, raw: str, folder: str) -> str:
+        """The resolved folder a folder or glob spec walks, or FileAccessDenied worded as access.py words it."""
+        if not folder or "\0" in folder or not Path(folder).is_absolute():
+            raise self._denied(raw, "it is a relative path, and the server's working folder is not the caller's")
+        real = Path(os.path.realpath(folder))
+        if not self.policy.contains(real):  # before any existence check, as access.py: no probing outside
+            raise self._denied(raw, "it is outside the allowed folders (symlinks and `..` are resolved first)")
+        if not real.is_dir():
+            raise self._denied(raw, f"{folder} is not a folder" if real.exists() else "no such folder")
+        return str(real)
+
+    def _denied(self, raw: str, reason: str) -> FileAccessDenied:
+        return FileAccessDenied(raw, reason, [str(root) for root in self.policy.roots])
+
+    def _add(self, real: str, logical: str) -> None:
+        self.hits += 1
+        if real in self.seen_files:
+            return
+        self.seen_files.add(real)
+        if len(self.candidates) >= MAX_FILES:
+            raise TooManyContextFiles(MAX_FILES)
+        self.candidates.append(Candidate(self._display(logical), real))
+
+    def _display(self, path: str) -> str:
+        """`path` relative to the outermost allowed root holding it; with several roots, under the root's name."""
+        for root, shown in self.roots:
+            if path.startswith(root) or path + os.sep == root:
+                relative = path[len(root) :]
+                if os.sep != "/":
+                    relative = relative.replace(os.sep, "/")
+                return f"{shown}{relative}" if relative else (shown.rstrip("/") or ".")
+        return path  # not reached: every path walked lies inside a root
+
+    def _skip(self, logical: str, reason: SkipReason, *, folder: bool = False) -> None:
+        self.hits += not folder  # a folder left out is no proof that a glob matched anything
+        self.skipped.append(SkippedPath(self._display(logical) + ("/" if folder else ""), reason))
+
+    # -- folders --------------------------------------------------------------------------------------------
+
+    def _walk(self, base: str, glob: _Glob | None) -> None:
+        """Every file under `base` (resolved) the rules keep; with a glob, those it matches."""
+        seen_dirs: set[str] = set()
+        stack = [_Frame(base, base, _ancestor_ignores(Path(base), self.policy), glob.start() if glob else None)]
+        while stack:
+            frame = stack.pop()
+            if frame.real in seen_dirs:
+                continue  # a symbolic link back to a folder already listed
+            seen_dirs.add(frame.real)
+            self.check_cancelled()
+            try:
+                entries = list(os.scandir(frame.real))
+            except OSError:
+                self._skip(frame.logical, "unreadable", folder=True)
+                continue
+            names = {entry.name for entry in entries}
+            if frame.logical != base and self._skip_by_content(frame, names):
+                continue
+            ignores = frame.ignores
+            if ".gitignore" in names:
+                ignores = _with_gitignore(ignores, frame.real, frame.logical)
+            prefix = frame.logical + os.sep
+            for entry in entries:
+                states = frame.states
+                if states is None and entry.is_file(follow_symlinks=False):  # the common case, first
+                    self._file(entry.name, prefix + entry.name, entry.path, ignores)
+                    continue
+                if states is not None:
+                    assert glob is not None
+                    states = glob.step(states, entry.name)
+                    if not states:
+                        continue  # the glob cannot match here: not asked for, so not a skip either
+                self._entry(entry, prefix + entry.name, ignores, states, glob, stack)
+
+    def _skip_by_content(self, frame: _Frame, names: set[str]) -> bool:
+        if "pyvenv.cfg" in names:
+            self._skip(frame.logical, "virtualenv", folder=True)
+        elif "CACHEDIR.TAG" in names:  # the Cache Directory Tagging convention (cargo's target/, ...)
+            self._skip(frame.logical, "cache", folder=True)
+        else:
+            return False
+        return True
+
+    def _entry(
+        self,
+        entry: os.DirEntry[str],
+        logical: str,
+        ignores: Ignores,
+        states: frozenset[int] | None,
+        glob: _Glob | None,
+        stack: list[_Frame],
+    ) -> None:
+        wanted = states is None or (glob is not None and glob.full(states))
+        if entry.is_symlink():
+            target = os.path.realpath(entry.path)
+            if not self.policy.contains(Path(target)):
+                if wanted or os.path.isdir(target):
+                    self._skip(logical, "outside_roots")
+            elif os.path.isdir(target):
+                self._folder(entry.name, logical, target, ignores, states, glob, stack)
+            elif not wanted:
+                pass
+            elif os.path.isfile(target):
+                self._file(entry.name, logical, target, ignores)
+            else:
+                self._skip(logical, "special_file" if os.path.exists(target) else "broken_symlink")
+        elif entry.is_dir(follow_symlinks=False):
+            self._folder(entry.name, logical, entry.path, ignores, states, glob, stack)
+        elif not wanted:
+            pass
+        elif entry.is_file(follow_symlinks=False):
+            self._file(entry.name, logical, entry.path, ignores)
+        else:
+            self._skip(logical, "special_file")
+
+    def _folder(
+        self,
+        name: str,
+        logical: str,
+        real: str,
+        ignores: Ignores,
+        states: frozenset[int] | None,
+        glob: _Glob | None,
+        stack: list[_Frame],
+    ) -> None:
+        reason = _DIR_RULES.get(name)
+        if reason is None and (name.endswith(".egg-info") or _is_build_folder(name, real)):
+            reason = "build_output"
+        if reason is None and _ignored(ignores, logical, is_dir=True):
+            reason = "gitignored"
+        if reason is not None:
+            self._skip(logical, reason, folder=True)
+            return
+        if states is not None and glob is not None and glob.full(states):
+            states = None  # the folder itself matches: everything under it is asked for, as for a folder named
+        stack.append(_Frame(logical, real, ignores, states))
+
+    def _file(self, name: str, logical: str, real: str, ignores: Ignores) -> None:
+        if name == ".git":  # a worktree's or a submodule's pointer file
+            self._skip(logical, "vcs")
+        elif name in _GENERATED_FILES or name.endswith(_GENERATED_SUFFIXES):
+            self._skip(logical, "generated")
+        elif _ignored(ignores, logical, is_dir=False):
+            self._skip(logical, "gitignored")
+        else:
+            self._add(real, logical)
+
+
+def _is_build_folder(name: str, real: str) -> bool:
+    return name in _BUILD_NAMES and not os.path.exists(os.path.join(real, "__init__.py"))
+
+
+# -- .gitignore -----------------------------------------------------------------------------------------------
+
+# A gitignore stack: (the folder the patterns are relative to, as a string ending in the separator, the patterns,
+# a quick test), outermost first. Tuples: each folder shares its parent's stack, extended only where it has its
+# own .gitignore.
+Ignores = tuple[tuple[str, "GitIgnoreSpec", re.Pattern[str]], ...]
+
+
+def _ignored(ignores: Ignores, path: str, *, is_dir: bool) -> bool:
+    """git's answer: the deepest file with a matching pattern decides, and in it the last matching pattern."""
+    for folder, spec, quick in reversed(ignores):
+        if not path.startswith(folder):
+            continue
+        relative = path[len(folder) :]
+        if os.sep != "/":
+            relative = relative.replace(os.sep, "/")
+        if is_dir:
+            relative += "/"
+        if not quick.search(relative):
+            continue  # no pattern of this file matches: the common case, decided by one regex
+        result = spec.check_file(relative)
+        if result.include is not None:
+            return bool(result.include)
+    return False
+
+
+def _with_gitignore(ignores: Ignores, real: str, logical: str, name: str = ".gitignore") -> Ignores:
+    loaded = _load_spec(os.path.join(real, name))
+    return ignores if loaded is None else (*ignores, (_folder_prefix(logical), *loaded))
+
+
+def _folder_prefix(folder: str) -> str:
+    return folder if folder.endswith(os.sep) else folder + os.sep
+
+
+def _load_spec(path: str) -> tuple[GitIgnoreSpec, re.Pattern[str]] | None:
+    """The patterns of an ignore file, and one regex matching wherever any of them matches (the spec decides
+    what a match means: negations, folder-only patterns, the last match); None when it has no pattern."""
+    from pathspec import GitIgnoreSpec  # loaded on first use: the server's start-up never pays for it
+
+    try:
+        with open(path, encoding="utf-8", errors="replace") as file:
+            spec = GitIgnoreSpec.from_lines(file.read().splitlines())
+    except OSError:
+        return None  # an unreadable ignore file excludes nothing
+    regexes = [p.regex for p in spec.patterns if p.include is not None and getattr(p, "regex", None) is not None]
+    if not regexes:
+        return None  # blank, or only comments (as git's template .git/info/exclude)
+    if len(regexes) != sum(p.include is not None for p in spec.patterns):
+        return spec, re.compile("")  # a pattern without a regex: no quick test, ask the spec every time
+    # pathspec names a group in each pattern; in one alternation the names would clash, and groups do not
+    # change what matches.
+    union = "|".join(f"(?:{r.pattern.replace('(?P<ps_d>', '(?:')})" for r in regexes)
+    return spec, re.compile(union, regexes[0].flags)
+
+
+def _ancestor_ignores(base: Path, policy: FileAccessPolicy) -> Ignores:
+    """The ignore files above `base` that git applies under it: from the repository's top (the nearest folder
+    holding `.git`) down, never above the allowed root; `.git/info/exclude` too. If they exclude `base` itself
+    (or a folder on the way to it), the caller named an excluded folder on purpose: then only the .gitignore
+    files inside it count."""
+    chain: list[Path] = []
+    folder = base
+    while policy.contains(folder):
+        chain.append(folder)
+        if (folder / ".git").exists() or folder.parent == folder:
+            break
+        folder = folder.parent
+    ignores: Ignores = ()
+    for folder in reversed(chain):
+        if (folder / ".git" / "info" / "exclude").is_file():
+            ignores = _with_gitignore(ignores, str(folder / ".git" / "info"), str(folder), "exclude")
+        if folder != base and (folder / ".gitignore").is_file():  # base's own is read by the walk
+            ignores = _with_gitignore(ignores, str(folder), str(folder))
+    if any(_ignored(ignores, str(folder), is_dir=True) for folder in chain):
+        return ()
+    return ignores
+
+
+# -- globs ----------------------------------------------------------------------------------------------------
+
+
+def _split_glob(raw: str) -> tuple[str, list[str] | None]:
+    """(the folder before the first wildcard, the pattern's parts after it), or (raw, None) for a plain path."""
+    parts = PurePath(raw).parts
+    first = next((i for i, part in enumerate(parts) if _GLOB_MAGIC.search(part)), None)
+    if first is None:
+        return raw, None
+    return str(PurePath(*parts[:first])) if first else "", list(parts[first:])
+
+
+class _Glob:
+    """A glob over the parts of a path relative to its folder: `**` is any number of folders (none included),
+    `*`, `?` and `[...]` match within one name. A folder that matches the whole pattern stands for every file
+    under it. Matching is a set of positions in the pattern, advanced one path part at a time."""
+
+    def __init__(self, pattern: list[str]) -> None:
+        self.parts: list[re.Pattern[str] | None] = [
+            None if part == "**" else re.compile(fnmatch.translate(part)) for part in pattern
+        ]
+
+    def _closure(self, states: frozenset[int]) -> frozenset[int]:
+        out = set(states)
+        for i in sorted(states):
+            while i < len(self.parts) and self.parts[i] is None:  # `**` may match no folder at all
+                i += 1
+                out.add(i)
+        return frozenset(out)
+
+    def start(self) -> frozenset[int]:
+        return self._closure(frozenset({0}))
+
+    def step(self, states: frozenset[int], name: str) -> frozenset[int]:
+        nxt: set[int] = set()
+        for i in states:
+            if i == len(self.parts):
+                continue
+            part = self.parts[i]
+            if part is None:
+                nxt.add(i)
+            elif part.match(name):
+                nxt.add(i + 1)
+        return self._closure(frozenset(nxt))
+
+    def full(self, states: frozenset[int]) -> bool:
+        return len(self.parts) in states
