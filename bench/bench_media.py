@@ -269,6 +269,7 @@ def run_client_upload(video: Path, warm_up: Path) -> None:
             # As the server's warm-up leaves it (server/warmup.py): the SDK's objects out of the collector's way.
             gc.collect()
             gc.freeze()
+            await idle(pid)
             reset_peak(pid)
             ready = proc_status(pid)
             started = time.perf_counter()
@@ -295,14 +296,26 @@ def median(rounds: list[dict[str, dict[str, float]]], way: str, key: str) -> flo
     return statistics.median(r[way][key] for r in rounds)
 
 
-async def one_round(setup: Setup, home: Path, *, curl_first: bool) -> dict[str, dict[str, float]]:
-    """curl, kimi-mcp over stdio, the in-process client: in this order, or the reverse."""
-    ways: list[tuple[str, Callable[[], Awaitable[dict[str, float]]]]] = [
-        ("curl", lambda: anyio.to_thread.run_sync(curl_upload, setup.fake.base_url, setup.video)),
-        ("kimi_mcp", lambda: stdio_upload(setup, home / "stdio")),
-        ("client", lambda: anyio.to_thread.run_sync(client_upload, setup, home / "client")),
-    ]
-    return {name: await way() for name, way in (ways if curl_first else ways[::-1])}
+# The order of the three ways in round 1, 2, ...: every order once in six rounds, and curl before kimi-mcp in every
+# other round, so that neither a position in the round nor a load spike favours one of them.
+ORDERS = (
+    ("curl", "kimi_mcp", "client"),
+    ("client", "kimi_mcp", "curl"),
+    ("curl", "client", "kimi_mcp"),
+    ("kimi_mcp", "client", "curl"),
+    ("client", "curl", "kimi_mcp"),
+    ("kimi_mcp", "curl", "client"),
+)
+
+
+async def one_round(setup: Setup, home: Path, order: tuple[str, ...]) -> dict[str, dict[str, float]]:
+    """curl, kimi-mcp over stdio and the in-process client, in `order`."""
+    ways: dict[str, Callable[[], Awaitable[dict[str, float]]]] = {
+        "curl": lambda: anyio.to_thread.run_sync(curl_upload, setup.fake.base_url, setup.video),
+        "kimi_mcp": lambda: stdio_upload(setup, home / "stdio"),
+        "client": lambda: anyio.to_thread.run_sync(client_upload, setup, home / "client"),
+    }
+    return {name: await ways[name]() for name in order}
 
 
 def load_average() -> float:
@@ -325,7 +338,7 @@ async def main(size: int, rounds: int) -> None:
             print(f"generated {size / MIB:.0f} MiB in {time.perf_counter() - started:.1f} s; fake at {fake.base_url}")
             setup = Setup(fake, video, warm_up, size)
             for i in range(rounds):  # a fresh home each round: the upload cache never answers instead of an upload
-                figures = await one_round(setup, Path(tmp) / f"home-{i}", curl_first=i % 2 == 0)
+                figures = await one_round(setup, Path(tmp) / f"home-{i}", ORDERS[i % len(ORDERS)])
                 results.append(figures)
                 print_round(i, figures)
     finally:
