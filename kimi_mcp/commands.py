@@ -6,6 +6,7 @@ import sys
 from typing import TextIO
 
 from kimi_mcp import errors
+from kimi_mcp.kimi.backend import BackendReport
 from kimi_mcp.kimi.quota import QuotaWindow
 from kimi_mcp.settings import Settings
 
@@ -40,8 +41,10 @@ def quota_bar(label: str, window: QuotaWindow) -> str:
 
 
 async def status(settings: Settings, out: TextIO = sys.stdout) -> int:
-    """Print the login state and the quota. The exit status is 0 only when a credential is set up and Kimi
-    answered with it, so scripts and health checks can rely on it; otherwise the printed lines say why."""
+    """Print the login state, the backend (docs/backends.md) and the quota. The exit status is 0 only when a
+    credential is set up and Kimi answered with it, so scripts and health checks can rely on it; otherwise the
+    printed lines say why. A backend without plan usage (no /v1/usages) says so and is not a failure."""
+    from kimi_mcp.kimi.backend import probe
     from kimi_mcp.kimi.client import KimiClient
 
     async with KimiClient(settings) as kimi:
@@ -53,12 +56,38 @@ async def status(settings: Settings, out: TextIO = sys.stdout) -> int:
         login = {"api_key": "API key (KIMI_API_KEY)", "oauth": "Kimi account (device login)"}[auth.method]
         expiry = f", access token valid until {auth.expires_at}" if auth.expires_at else ""
         print(f"Login:     {login}{expiry}", file=out)
-        try:
-            quota = await kimi.quota()
-        except errors.KimiMcpError as exc:
-            print(f"Quota:     unavailable: {exc.message}", file=out)
-            return 1
-        for label, window in (("5-hour", quota.five_hour), ("weekly", quota.weekly)):
-            if window is not None:
-                print(quota_bar(label, window), file=out)
-    return 0
+        backend = await probe(kimi)
+    for line in backend_lines(backend):
+        print(line, file=out)
+    return 0 if backend.credential_works and backend.quota_available is not None else 1
+
+
+def backend_lines(backend: BackendReport) -> list[str]:
+    lines = [f"Backend:   {backend.description}; inferred from {backend.inferred_from}"]
+    window = f"context {backend.context_tokens:,} tokens ({_context_source(backend)})"
+    if backend.model_listed:
+        efforts = f", thinking efforts {', '.join(backend.thinking_efforts)}" if backend.thinking_efforts else ""
+        lines.append(f"Model:     {backend.model}, listed by /v1/models; {window}{efforts}")
+    elif backend.model_listed is False:
+        listed = ", ".join((backend.listed_models or [])[:20]) or "none"
+        lines.append(f"Model:     {backend.model}, NOT listed by /v1/models (it lists {listed}); {window}")
+    else:
+        problem = backend.models_problem or "not read"
+        lines.append(f"Model:     {backend.model} (model list unavailable: {problem}); {window}")
+    if backend.quota is not None:
+        windows = (("5-hour", backend.quota.five_hour), ("weekly", backend.quota.weekly))
+        lines += [quota_bar(label, w) for label, w in windows if w is not None]
+    elif backend.quota_available is False:
+        lines.append("Quota:     not available on this backend (no /v1/usages; only a Kimi Code plan reports usage)")
+    else:
+        lines.append(f"Quota:     unavailable: {backend.quota_problem}")
+    lines += [f"Note:      {note}" for note in backend.advice]
+    return lines
+
+
+def _context_source(backend: BackendReport) -> str:
+    return {
+        "/v1/models": "listed",
+        "KIMI_MCP_CONTEXT_TOKENS": "from KIMI_MCP_CONTEXT_TOKENS",
+        "default": "the default: no length listed for this model",
+    }[backend.context_source]

@@ -120,13 +120,22 @@ class KimiBusy(UpstreamError):
 
 
 class QuotaExceeded(UpstreamError):
-    def __init__(self, detail: str, resets_at: str | None = None) -> None:
-        when = (
-            f"The 5-hour window resets at {resets_at}."
-            if resets_at
-            else "Call kimi_login_status to see when the 5-hour window resets."
-        )
-        super().__init__(f"The Kimi Code plan's quota is used up (429: {detail}). {when}", status=429)
+    def __init__(self, detail: str, resets_at: str | None = None, *, plan: bool = True) -> None:
+        # plan False: the backend has no /v1/usages (Moonshot's pay-as-you-go platform, a gateway): no 5-hour window.
+        if not plan:
+            super().__init__(
+                f"Kimi says the account's quota or balance is used up (429: {detail}). This backend reports no plan "
+                "usage (no /v1/usages): check the account's balance or limits where it is managed (for Moonshot's "
+                "pay-as-you-go platform, its console), then try again.",
+                status=429,
+            )
+        else:
+            when = (
+                f"The 5-hour window resets at {resets_at}."
+                if resets_at
+                else "Call kimi_login_status to see when the 5-hour window resets."
+            )
+            super().__init__(f"The Kimi Code plan's quota is used up (429: {detail}). {when}", status=429)
         self.detail = detail
         self.resets_at = resets_at
 
@@ -177,6 +186,66 @@ class BadRequest(UpstreamError):
         super().__init__(
             f"Kimi rejected the request ({status}: {detail}). Shorten the prompt or check the arguments.",
             status=status,
+        )
+        self.detail = detail
+
+
+# -- backends (docs/backends.md): what a 404 from a chat or a side API means -----------------------------------
+
+
+def _model_list(models: list[str]) -> str:
+    shown = ", ".join(models[:20])
+    return shown + (f" and {len(models) - 20} more" if len(models) > 20 else "")
+
+
+class UsageNotAvailable(UpstreamError):
+    """GET /v1/usages answered 404: the backend reports no plan usage (Moonshot's platform, a gateway)."""
+
+    def __init__(self, base_url: str) -> None:
+        super().__init__(
+            f"Usage and quota are not available on this backend: {base_url}/v1/usages does not exist (404). Only a "
+            "Kimi Code plan reports them; on Moonshot's pay-as-you-go platform the balance is in its console.",
+            status=404,
+        )
+
+
+class AnthropicWireMissing(UpstreamError):
+    """POST /v1/messages answered 404: the base URL serves no Anthropic-style surface (an OpenAI-compatible one)."""
+
+    def __init__(self, base_url: str, detail: str, model: str, listed: list[str] | None) -> None:
+        message = (
+            f"{base_url} has no Anthropic-style chat endpoint: POST {base_url}/v1/messages answered 404 ({detail}). "
+            "For Moonshot's pay-as-you-go platform or another OpenAI-compatible backend, set "
+            "KIMI_CODE_PROTOCOL=openai."
+        )
+        if listed and model not in listed:
+            message += f" Also set KIMI_MCP_MODEL to one of the models it lists ({model} is not one): "
+            message += _model_list(listed) + "."
+        super().__init__(message, status=404)
+
+
+class ModelNotListed(UpstreamError):
+    """The backend answered 404 to a chat, and its GET /v1/models does not list the model asked for."""
+
+    def __init__(self, model: str, listed: list[str], detail: str) -> None:
+        super().__init__(
+            f"The backend does not serve the model {model!r} (404: {detail}). Set KIMI_MCP_MODEL to one of the "
+            f"models its /v1/models lists: {_model_list(listed)}.",
+            status=404,
+        )
+        self.model = model
+        self.listed = listed
+
+
+class ChatEndpointMissing(UpstreamError):
+    """POST /v1/chat/completions answered 404, and not about the model: the base URL is likely wrong."""
+
+    def __init__(self, base_url: str, detail: str) -> None:
+        super().__init__(
+            f"POST {base_url}/v1/chat/completions answered 404 ({detail}). Check KIMI_CODE_BASE_URL: it is the API "
+            "base, such as https://api.moonshot.ai/v1 for Moonshot's pay-as-you-go platform or "
+            "https://api.kimi.com/coding for a Kimi Code plan.",
+            status=404,
         )
 
 

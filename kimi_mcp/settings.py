@@ -11,7 +11,8 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Literal, get_args, get_origin
+from types import UnionType
+from typing import Annotated, Literal, Union, get_args, get_origin
 
 from pydantic import (
     AliasChoices,
@@ -30,6 +31,8 @@ DEFAULT_OAUTH_HOST = "https://auth.kimi.com"
 # The public client id of Moonshot's open-source CLI (docs/kimi-api.md §3).
 DEFAULT_OAUTH_CLIENT_ID = "17e5f671-d194-4dfb-9706-5516cb48c098"
 DEFAULT_MODEL = "kimi-for-coding"
+# The context window assumed for a model GET /v1/models does not list with a length (docs/backends.md): Kimi Code's
+# `kimi-for-coding` and the Kimi K2 models have 262,144 tokens (docs/kimi-api.md §1).
 CONTEXT_WINDOW_TOKENS = 262_144
 # The smallest host limit on one text block decides (docs/hosts.md): Gemini CLI shows a block over ~40,000
 # characters as head and tail only, Codex cuts at ~48,000 with its default model, Claude Code saves a result over
@@ -72,6 +75,11 @@ class Settings(BaseModel):
         default_factory=lambda: Path.home() / ".kimi-mcp", validation_alias=_env("KIMI_MCP_HOME", "home")
     )
     model: str = Field(DEFAULT_MODEL, validation_alias=_env("KIMI_MCP_MODEL", "model"))
+    # The model's context window in tokens, for the output budget (docs/backends.md). Unset: what GET /v1/models
+    # lists for the model, else CONTEXT_WINDOW_TOKENS. For a model listed without one (or a backend without a list).
+    context_tokens: int | None = Field(
+        None, ge=1024, le=10_000_000, validation_alias=_env("KIMI_MCP_CONTEXT_TOKENS", "context_tokens")
+    )
     timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = Field(
         600.0, validation_alias=_env("KIMI_MCP_TIMEOUT", "timeout_seconds")
     )
@@ -150,7 +158,7 @@ class Settings(BaseModel):
             headers[name] = header_value
         return headers
 
-    @field_validator("api_key", "http_token", mode="before")
+    @field_validator("api_key", "http_token", "context_tokens", mode="before")
     @classmethod
     def _blank_key_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
@@ -274,6 +282,8 @@ def _allowed(field_name: str) -> str | None:
     """What a field accepts, in words, from its type and constraints; None for free-form text."""
     field = Settings.model_fields[field_name]
     kind = field.annotation
+    if get_origin(kind) in (Union, UnionType) and type(None) in get_args(kind):  # an optional number: unset is None
+        kind = next(arg for arg in get_args(kind) if arg is not type(None))
     if get_origin(kind) is Literal:
         return "must be one of " + ", ".join(str(choice) for choice in get_args(kind))
     if kind is bool:

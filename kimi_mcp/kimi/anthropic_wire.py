@@ -23,6 +23,7 @@ from kimi_mcp.kimi.wires import (
     output_budget,
     prompt_bytes,
 )
+from kimi_mcp.settings import CONTEXT_WINDOW_TOKENS
 
 if TYPE_CHECKING:
     from anthropic import AsyncAnthropic
@@ -64,13 +65,15 @@ def thinking_fields(level: str, efforts: frozenset[str]) -> dict[str, Any]:
     return {"thinking": {"type": "enabled"}}
 
 
-def build_body(request: ChatRequest, *, efforts: frozenset[str] = frozenset()) -> dict[str, Any]:
+def build_body(
+    request: ChatRequest, *, efforts: frozenset[str] = frozenset(), context_tokens: int = CONTEXT_WINDOW_TOKENS
+) -> dict[str, Any]:
     """The JSON body (minus `stream`) for one turn. Deterministic: the same request gives the same bytes."""
     body: dict[str, Any] = {"model": request.model}
     if request.system:
         body["system"] = request.system
     body["messages"] = [_message_json(m) for m in request.messages]
-    body["max_tokens"] = output_budget(prompt_bytes(body), request.max_output_tokens)
+    body["max_tokens"] = output_budget(prompt_bytes(body), request.max_output_tokens, context_tokens)
     body.update(thinking_fields(request.thinking, efforts))
     if request.cache_key:
         # docs/kimi-api.md §6: the top-level key, and on this wire the same key as `metadata.user_id`, which is

@@ -17,6 +17,7 @@ API (`upload`) take a slot too and keep to the same limit.
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -27,6 +28,7 @@ import httpx2
 from kimi_mcp import errors, logs
 from kimi_mcp.http import build_http_client
 from kimi_mcp.kimi import files_api, wires
+from kimi_mcp.kimi.backend import ContextWindow, context_window, kind_of_url
 from kimi_mcp.kimi.files_api import UploadedFile, UploadProgress
 from kimi_mcp.kimi.models import ChatRequest, ChatResult, Message, StreamProgress, TextBlock
 from kimi_mcp.kimi.quota import ModelInfo, Quota, parse_models, parse_quota
@@ -43,6 +45,9 @@ T = TypeVar("T")
 
 # Looking up when a used-up quota resets is a courtesy: it never holds an error up for long.
 _RESET_LOOKUP_SECONDS = 5.0
+# A failed /v1/models lookup (a gateway without one, a passing fault) is tried again only after this long: the chats
+# meanwhile use no efforts and the default context window rather than paying a request each.
+_MODELS_RETRY_SECONDS = 300.0
 
 
 class TokenProvider(Protocol):
@@ -73,6 +78,8 @@ class KimiClient:
         self.tokens = tokens
         self._sdk: tuple[str, AsyncAnthropic] | None = None
         self._models: list[ModelInfo] | None = None
+        self._models_failed_at: float | None = None
+        self._models_lock: anyio.Lock | None = None  # made on first use, like _slots
         self._slots: anyio.Semaphore | None = None  # made on first use: it belongs to the running event loop
 
     async def __aenter__(self) -> KimiClient:
@@ -156,8 +163,10 @@ class KimiClient:
         return errors.ServiceUnavailable(f"{unfinished} within {limit}")
 
     async def _chat_in_slot(self, request: ChatRequest, on_progress: ProgressCallback | None) -> ChatResult:
-        efforts = await self._efforts(request.model) if request.thinking != "off" else frozenset()
-        body = wires.build_body(self.settings.protocol, request, efforts=efforts)
+        info = await self._listed(request.model)
+        efforts = frozenset(info.efforts) if info is not None and request.thinking != "off" else frozenset()
+        window = context_window(info, self.settings.context_tokens)
+        body = wires.build_body(self.settings.protocol, request, efforts=efforts, context_tokens=window.tokens)
 
         async def call(token: str) -> ChatResult:
             if self.settings.protocol == "openai":
@@ -170,6 +179,26 @@ class KimiClient:
             return await self._authorized(call)
         except errors.QuotaExceeded as exc:
             raise await self._with_reset_time(exc) from None
+        except errors.BadRequest as exc:
+            if exc.status != 404:
+                raise
+            raise await self._not_found(exc, request.model) from None
+
+    async def _not_found(self, exc: errors.BadRequest, model: str) -> errors.UpstreamError:
+        """A chat answered 404: say what to set (docs/backends.md). Not about the model (the answer does not name
+        it): the base URL lacks the wire's endpoint, e.g. the Anthropic wire on Moonshot's OpenAI-only platform.
+        About a model /v1/models does not list: name the ones it lists."""
+        models = await self._model_list()
+        listed = [info.id for info in models] if models is not None else None
+        named = model in exc.detail
+        base = self.settings.base_url
+        if self.settings.protocol == "anthropic" and not named and kind_of_url(base) != "kimi_code":
+            return errors.AnthropicWireMissing(base, exc.detail, model, listed)
+        if listed and model not in listed:
+            return errors.ModelNotListed(model, listed, exc.detail)
+        if self.settings.protocol == "openai" and not named:
+            return errors.ChatEndpointMissing(base, exc.detail)
+        return exc
 
     async def _openai_chat(self, body: dict[str, Any], token: str, on_progress: ProgressCallback | None) -> ChatResult:
         """POST the body to the OpenAI surface, retrying transient answers as the Anthropic wire's SDK would, then
@@ -263,6 +292,8 @@ class KimiClient:
         with anyio.move_on_after(min(_RESET_LOOKUP_SECONDS, remaining * 0.9)):
             try:
                 window = (await self.quota()).five_hour
+            except errors.UsageNotAvailable:
+                return errors.QuotaExceeded(exc.detail, plan=False)  # a balance, not a plan's 5-hour window
             except errors.KimiMcpError:
                 return exc
             return errors.QuotaExceeded(exc.detail, window.reset_at if window else None)
@@ -284,20 +315,47 @@ class KimiClient:
         return self._models
 
     async def quota(self) -> Quota:
-        """`GET /v1/usages`: the 5-hour window and the weekly quota (docs/kimi-api.md §9)."""
-        return parse_quota(await self._get_json("/v1/usages"))
+        """`GET /v1/usages`: the 5-hour window and the weekly quota (docs/kimi-api.md §9).
 
-    async def _efforts(self, model: str) -> frozenset[str]:
+        `errors.UsageNotAvailable` on a backend without it (404: Moonshot's platform, gateways; docs/backends.md).
+        """
         try:
-            models = await self.models()
-        except errors.Unauthorized:
-            raise  # the credential is dead: the chat would fail the same way after a second recovery
-        except errors.UpstreamError:
-            return frozenset()  # no list, no efforts: plain {type: enabled} is always accepted (§5)
-        for info in models:
-            if info.id == model:
-                return frozenset(info.efforts)
-        return frozenset()
+            return parse_quota(await self._get_json("/v1/usages"))
+        except errors.BadRequest as exc:
+            if exc.status == 404:
+                raise errors.UsageNotAvailable(self.settings.base_url) from None
+            raise
+
+    async def context_window(self, model: str | None = None) -> ContextWindow:
+        """The context window of `model` (default KIMI_MCP_MODEL) the output budget uses: KIMI_MCP_CONTEXT_TOKENS,
+        else what /v1/models lists, else 262,144 (kimi/backend.py). No request beyond the one cached lookup."""
+        return context_window(await self._listed(model or self.settings.model), self.settings.context_tokens)
+
+    async def _listed(self, model: str) -> ModelInfo | None:
+        """What /v1/models lists for `model`, for its efforts and context window; None if not listed or no list."""
+        models = await self._model_list()
+        return next((info for info in models or [] if info.id == model), None)
+
+    async def _model_list(self) -> list[ModelInfo] | None:
+        """The cached /v1/models list, or None when the backend gives none: one request per client, shared by
+        concurrent first calls; a failed lookup is not repeated for _MODELS_RETRY_SECONDS, so a backend without
+        the list costs no request per chat. Without a list a chat sends no effort (plain {type: enabled} is
+        always accepted, §5) and assumes the default context window."""
+        if self._models is not None:
+            return self._models
+        if self._models_lock is None:
+            self._models_lock = anyio.Lock()
+        async with self._models_lock:
+            failed = self._models_failed_at
+            if self._models is None and failed is not None and time.monotonic() - failed < _MODELS_RETRY_SECONDS:
+                return None
+            try:
+                return await self.models()
+            except errors.Unauthorized:
+                raise  # the credential is dead: the chat would fail the same way after a second recovery
+            except errors.UpstreamError:
+                self._models_failed_at = time.monotonic()
+                return None
 
     async def _get_json(self, path: str) -> Any:
         async def call(token: str) -> Any:

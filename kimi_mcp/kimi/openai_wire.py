@@ -35,6 +35,7 @@ from kimi_mcp.kimi.wires import (
     prompt_bytes,
 )
 from kimi_mcp.logs import redact
+from kimi_mcp.settings import CONTEXT_WINDOW_TOKENS
 
 CHAT_PATH = "/v1/chat/completions"
 DONE = "[DONE]"
@@ -62,7 +63,9 @@ def thinking_field(level: str, efforts: frozenset[str]) -> dict[str, Any]:
     return {"type": "enabled"}
 
 
-def build_body(request: ChatRequest, *, efforts: frozenset[str] = frozenset()) -> dict[str, Any]:
+def build_body(
+    request: ChatRequest, *, efforts: frozenset[str] = frozenset(), context_tokens: int = CONTEXT_WINDOW_TOKENS
+) -> dict[str, Any]:
     """The whole JSON body for one turn, as sent. Deterministic: the same request gives the same bytes.
 
     Raises `RequestOverBodyCap` (nothing sent) when it is over the service's request cap (§9).
@@ -72,7 +75,8 @@ def build_body(request: ChatRequest, *, efforts: frozenset[str] = frozenset()) -
         messages.append({"role": "system", "content": request.system})  # never `developer` (§5)
     messages += [_message_json(m) for m in request.messages]
     body: dict[str, Any] = {"model": request.model, "messages": messages}
-    body["max_completion_tokens"] = output_budget(prompt_bytes(body), request.max_output_tokens)  # not max_tokens
+    # not max_tokens (§5); what the model's window leaves (context_tokens: /v1/models or the default)
+    body["max_completion_tokens"] = output_budget(prompt_bytes(body), request.max_output_tokens, context_tokens)
     body["thinking"] = thinking_field(request.thinking, efforts)
     if request.cache_key:
         body["prompt_cache_key"] = request.cache_key  # §6

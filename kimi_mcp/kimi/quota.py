@@ -1,4 +1,8 @@
-"""Side-API payloads: `/v1/models` and `/v1/usages` (docs/kimi-api.md §1, §9), parsed into typed models."""
+"""Side-API payloads: `/v1/models` and `/v1/usages` (docs/kimi-api.md §1, §9), parsed into typed models.
+
+Only Kimi Code plans serve `/v1/usages`; Moonshot's pay-as-you-go platform and OpenAI-compatible gateways answer 404
+(docs/backends.md), which `KimiClient.quota` reports as `errors.UsageNotAvailable`.
+"""
 
 from __future__ import annotations
 
@@ -42,11 +46,23 @@ def parse_models(payload: Any) -> list[ModelInfo]:
             ModelInfo(
                 id=str(item["id"]),
                 display_name=item.get("display_name"),
-                context_length=item.get("context_length"),
+                context_length=_positive_int(item.get("context_length")),
                 efforts=_efforts(item.get("think_efforts")),
             )
         )
     return models
+
+
+def _positive_int(value: Any) -> int | None:
+    """A listed context length, or None when it is absent or not a positive whole number (a gateway's own fields
+    vary: an unusable value means "not listed", never a failed model list)."""
+    if isinstance(value, bool):
+        return None
+    try:
+        number = int(str(value).strip())
+    except (TypeError, ValueError):
+        return None
+    return number if number > 0 else None
 
 
 def _efforts(think_efforts: Any) -> list[str]:

@@ -46,16 +46,22 @@ EMPTY_REPLY_STAND_IN = "(no answer text)"
 
 
 def build_body(
-    protocol: WireProtocol, request: ChatRequest, *, efforts: frozenset[str] = frozenset()
+    protocol: WireProtocol,
+    request: ChatRequest,
+    *,
+    efforts: frozenset[str] = frozenset(),
+    context_tokens: int = CONTEXT_WINDOW_TOKENS,
 ) -> dict[str, Any]:
-    """The body the wire of `protocol` would send for `request`; `RequestOverBodyCap` if it is over the cap."""
+    """The body the wire of `protocol` would send for `request`; `RequestOverBodyCap` if it is over the cap.
+
+    `context_tokens` is the model's context window (`KimiClient.context_window`), for the output budget."""
     if protocol == "openai":
         from kimi_mcp.kimi import openai_wire
 
-        return openai_wire.build_body(request, efforts=efforts)
+        return openai_wire.build_body(request, efforts=efforts, context_tokens=context_tokens)
     from kimi_mcp.kimi import anthropic_wire
 
-    return anthropic_wire.build_body(request, efforts=efforts)
+    return anthropic_wire.build_body(request, efforts=efforts, context_tokens=context_tokens)
 
 
 def body_bytes(body: dict[str, Any]) -> int:
@@ -83,9 +89,11 @@ def check_request_size(size: int, request: ChatRequest) -> None:
         raise errors.RequestOverBodyCap(size, MAX_REQUEST_BYTES, inline_media_bytes(request))
 
 
-def output_budget(prompt_bytes: int, requested: int | None) -> int:
-    left = CONTEXT_WINDOW_TOKENS - prompt_bytes // _BYTES_PER_TOKEN_ESTIMATE
-    budget = max(left, _MIN_OUTPUT_TOKENS)
+def output_budget(prompt_bytes: int, requested: int | None, context_tokens: int = CONTEXT_WINDOW_TOKENS) -> int:
+    """What is left of the model's `context_tokens` after the prompt; the floor never above half the window, so a
+    small model (8,192 tokens) is not asked for more than it has."""
+    left = context_tokens - prompt_bytes // _BYTES_PER_TOKEN_ESTIMATE
+    budget = max(left, min(_MIN_OUTPUT_TOKENS, context_tokens // 2))
     return min(requested, budget) if requested else budget
 
 

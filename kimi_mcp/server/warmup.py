@@ -5,6 +5,10 @@ machine), build the SDK's stream-event validators, load the TLS trust store and 
 caller's clock. Hosts start their servers at session start, long before the first call, so this
 module pays those costs while nobody waits (docs/architecture.md, "Start-up"):
 
+- it warms the wire in effect (KIMI_CODE_PROTOCOL): with `openai` it never imports the `anthropic` SDK (which that
+  wire never loads, ~3 s and ~44 MiB for nothing), only the OpenAI wire and httpx2's pieces, and its dry run
+  streams a canned `chat.completion.chunk` reply through `openai_wire.read_reply`;
+
 - it starts only once the host has listed the tools (or `START_WITHOUT_LISTING_SECONDS` after start), so
   `initialize` and `tools/list` are answered exactly as fast as without it;
 - the work runs in a daemon thread: the event loop keeps answering (it shares the GIL, but gets it back at
@@ -35,6 +39,7 @@ import anyio.lowlevel
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 
 if TYPE_CHECKING:
+    from kimi_mcp.kimi.models import ChatResult
     from kimi_mcp.server.state import AppState
 
 logger = logging.getLogger(__name__)
@@ -50,6 +55,16 @@ IMPORTS = (
     "anthropic.lib.streaming",
     "kimi_mcp.kimi.client",
     "kimi_mcp.kimi.anthropic_wire",
+    "kimi_mcp.auth.login",
+    "kimi_mcp.store",
+    "httpcore2",
+    "httpcore2._backends.anyio",
+    "truststore",
+)
+# The OpenAI wire (KIMI_CODE_PROTOCOL=openai) needs no SDK: its module, the client, and httpx2's lazy pieces.
+OPENAI_IMPORTS = (
+    "kimi_mcp.kimi.client",
+    "kimi_mcp.kimi.openai_wire",
     "kimi_mcp.auth.login",
     "kimi_mcp.store",
     "httpcore2",
@@ -80,10 +95,15 @@ class WarmUp:
         # Let the answer just produced (and a host's other list calls) go out before the work starts.
         await anyio.sleep(SETTLE_SECONDS)
         logger.debug("warm-up starting (%s)", "tools listed" if self.listed.is_set() else "no listing yet")
+        openai = state.settings.protocol == "openai"
         try:
-            with settled_garbage(first_heavy_import="anthropic" not in sys.modules):
-                await self._step("imports", lambda: in_daemon_thread(lambda: import_all(IMPORTS)))
-                await self._step("SDK dry run", lambda: in_daemon_thread(dry_run))
+            with settled_garbage(first_heavy_import=not openai and "anthropic" not in sys.modules):
+                imports = OPENAI_IMPORTS if openai else IMPORTS
+                await self._step("imports", lambda: in_daemon_thread(lambda: import_all(imports)))
+                if openai:
+                    await self._step("wire dry run", lambda: in_daemon_thread(dry_run_openai))
+                else:
+                    await self._step("SDK dry run", lambda: in_daemon_thread(dry_run))
             await self._step("Kimi client", lambda: prepare_kimi(state))
             await self._step("store", lambda: open_store(state))
         finally:
@@ -173,6 +193,51 @@ async def _dry_run() -> None:
     async with httpx2.AsyncClient(transport=httpx2.MockTransport(answer), trust_env=False) as http:
         sdk = anthropic_wire.build_sdk(token="warm-up", base_url=_DRY_RUN_BASE_URL, http=http, max_retries=0)
         await anthropic_wire.stream_chat(sdk, anthropic_wire.build_body(request), None)
+
+
+def dry_run_openai() -> ChatResult:
+    """The OpenAI wire's dry run: build a body and read one canned SSE reply through `openai_wire.read_reply`
+    (its pydantic chunk models validate for the first time here). No network, no disk, no anthropic SDK."""
+    return anyio.run(_dry_run_openai)
+
+
+async def _dry_run_openai() -> ChatResult:
+    import httpx2
+
+    from kimi_mcp.kimi import openai_wire, wires
+    from kimi_mcp.kimi.models import ChatRequest, Message, TextBlock
+
+    def answer(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=b"".join(_canned_chunks()))
+
+    request = ChatRequest(
+        model="warm-up", thinking="high", messages=[Message(role="user", content=[TextBlock(text="warm-up")])]
+    )
+    body = openai_wire.build_body(request)
+    async with httpx2.AsyncClient(transport=httpx2.MockTransport(answer), trust_env=False) as http:
+        sent = http.build_request("POST", f"{_DRY_RUN_BASE_URL}{openai_wire.CHAT_PATH}", content=wires.encode(body))
+        response = await http.send(sent, stream=True)
+        try:
+            return await openai_wire.read_reply(response, body["model"], None)
+        finally:
+            await response.aclose()
+
+
+def _canned_chunks() -> Iterator[bytes]:
+    base = {"id": "chatcmpl-warm-up", "object": "chat.completion.chunk", "created": 0, "model": "warm-up"}
+    deltas: list[dict[str, Any]] = [
+        {"index": 0, "delta": {"role": "assistant", "reasoning_content": "."}, "finish_reason": None},
+        {"index": 0, "delta": {"content": "ok"}, "finish_reason": None},
+        {
+            "index": 0,
+            "delta": {},
+            "finish_reason": "stop",
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2, "cached_tokens": 0},
+        },
+    ]
+    for choice in deltas:
+        yield f"data: {json.dumps({**base, 'choices': [choice]})}\n\n".encode()
+    yield b"data: [DONE]\n\n"
 
 
 def _canned_stream() -> Iterator[bytes]:
