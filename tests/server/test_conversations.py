@@ -1,5 +1,9 @@
 """Conversations through a real `mcp.Client`: continuation, the prompt cache, output sizing, cancellation,
-stream cleaning and thinking (issue: conversations that continue and stay cached)."""
+stream cleaning and thinking (issue: conversations that continue and stay cached).
+
+The behaviour tests run on both wires (the `wire` fixture, tests/conftest.py) and read what was sent through
+kimi_mcp/testing/wire_views.py; the thinking bodies are the Anthropic wire's exact shapes (the OpenAI wire's are
+in tests/kimi/test_openai_wire.py)."""
 
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from kimi_mcp.server.app import build_server
 from kimi_mcp.settings import Settings
 from kimi_mcp.testing.fake_kimi import FakeKimi, Reply
 from kimi_mcp.testing.mcp_results import chat_meta, reply_of, text_of
+from kimi_mcp.testing.wire_views import chat_views
 
 pytestmark = pytest.mark.anyio
 PLACEHOLDER = "(Empty response: {'content': [{'type': 'thinking'}]})"
@@ -26,7 +31,7 @@ def server_for(env: dict[str, str], **extra: str) -> Any:
 
 
 async def test_ten_turns_read_almost_all_of_the_previous_prompt_from_the_cache(
-    kimi_env: dict[str, str], fake_kimi: FakeKimi
+    wire: str, kimi_env: dict[str, str], fake_kimi: FakeKimi
 ) -> None:
     system = "You review Python code carefully. " * 400  # ~14 KB: a realistic long system prompt
     outputs = []
@@ -48,34 +53,41 @@ async def test_ten_turns_read_almost_all_of_the_previous_prompt_from_the_cache(
     assert min(shares) >= 0.9, shares
     assert [o["turn"] for o in outputs] == list(range(1, 11))
     assert outputs[-1]["cache_hit_ratio"] > 0.9
-    keys = {r.json()["prompt_cache_key"] for r in fake_kimi.messages_requests()}
-    assert keys == {conversation_id}
+    views = chat_views(fake_kimi)
+    assert len(views) == 10 and {view.cache_key for view in views} == {conversation_id}
 
 
-async def test_cache_retention_none_sends_no_cache_key(kimi_env: dict[str, str], fake_kimi: FakeKimi) -> None:
+async def test_cache_retention_none_sends_no_cache_key(
+    wire: str, kimi_env: dict[str, str], fake_kimi: FakeKimi
+) -> None:
     for variable in ("KIMI_MCP_CACHE_RETENTION", "PI_CACHE_RETENTION"):
         async with Client(server_for(kimi_env, **{variable: "none"}), mode="legacy") as client:
             result = await client.call_tool("kimi_chat", {"prompt": "no cache"})
         assert not result.is_error and chat_meta(result)["conversation_id"]
-    assert all("prompt_cache_key" not in r.json() for r in fake_kimi.messages_requests())
-    assert len(fake_kimi.messages_requests()) == 2
+    sent = [r.json() for r in fake_kimi.chat_requests()]
+    assert len(sent) == 2 and all("prompt_cache_key" not in body and "metadata" not in body for body in sent)
 
 
-async def test_history_is_replayed_byte_identically(kimi_env: dict[str, str], fake_kimi: FakeKimi) -> None:
+async def test_history_is_replayed_byte_identically(wire: str, kimi_env: dict[str, str], fake_kimi: FakeKimi) -> None:
     async with Client(server_for(kimi_env), mode="auto") as client:
         first = await client.call_tool("kimi_chat", {"prompt": "one", "system": "be brief"})
         cid = chat_meta(first)["conversation_id"]
         await client.call_tool("kimi_chat", {"prompt": "two", "conversation_id": cid, "system": "ignored"})
         await client.call_tool("kimi_chat", {"prompt": "three", "conversation_id": cid})
-    bodies = [r.json() for r in fake_kimi.messages_requests()]
-    dump = json.dumps
-    assert bodies[1]["system"] == bodies[2]["system"] == "be brief"
-    assert dump(bodies[2]["messages"][:2]) == dump(bodies[1]["messages"][:2])
-    assert bodies[2]["messages"][1]["content"][0]["text"] == "Fake Kimi reply to: one"
-    assert bodies[2]["messages"][3]["content"][0]["text"] == "Fake Kimi reply to: two"
+    second, third = (r.json()["messages"] for r in fake_kimi.chat_requests()[1:])
+    # Byte for byte as sent: turn 3 carries turn 1 (and, on the OpenAI wire, the system message) as turn 2 did.
+    replayed = 2 if wire == "anthropic" else 3
+    assert json.dumps(third[:replayed]) == json.dumps(second[:replayed])
+    views = chat_views(fake_kimi)
+    assert [view.system for view in views] == ["be brief"] * 3
+    assert views[1].prompt.startswith(views[0].prompt) and views[2].prompt.startswith(views[1].prompt)
+    assert views[2].texts("user") == ["one", "two", "three"]
+    assert views[2].texts("assistant") == ["Fake Kimi reply to: one", "Fake Kimi reply to: two"]
 
 
-async def test_long_reply_is_cut_and_stays_whole_in_the_resource(kimi_env: dict[str, str], fake_kimi: FakeKimi) -> None:
+async def test_long_reply_is_cut_and_stays_whole_in_the_resource(
+    wire: str, kimi_env: dict[str, str], fake_kimi: FakeKimi
+) -> None:
     paragraphs = [f"Paragraph {i}: " + "é word " * 60 for i in range(40)]
     full = "\n\n".join(paragraphs) + "\n"
     fake_kimi.script(Reply(text=full))
@@ -100,7 +112,7 @@ async def test_long_reply_is_cut_and_stays_whole_in_the_resource(kimi_env: dict[
 
 @pytest.mark.parametrize("split", ["whole", "every-position"])
 async def test_placeholder_never_shows_in_progress_or_result(
-    split: str, kimi_env: dict[str, str], fake_kimi: FakeKimi
+    split: str, wire: str, kimi_env: dict[str, str], fake_kimi: FakeKimi
 ) -> None:
     cuts = [[PLACEHOLDER]] if split == "whole" else [[PLACEHOLDER[:i], PLACEHOLDER[i:]] for i in range(1, 54)]
     async with Client(server_for(kimi_env), mode="legacy") as client:
@@ -114,7 +126,7 @@ async def test_placeholder_never_shows_in_progress_or_result(
 
 
 async def test_text_that_merely_starts_like_the_placeholder_is_kept(
-    kimi_env: dict[str, str], fake_kimi: FakeKimi
+    wire: str, kimi_env: dict[str, str], fake_kimi: FakeKimi
 ) -> None:
     fake_kimi.script(Reply(text="(Empty set) is the answer.", text_deltas=["(Emp", "ty set) is", " the answer."]))
     async with Client(server_for(kimi_env), mode="legacy") as client:
@@ -122,9 +134,10 @@ async def test_text_that_merely_starts_like_the_placeholder_is_kept(
     assert reply_of(result) == "(Empty set) is the answer."
 
 
-@pytest.mark.parametrize("mode", ["auto", "legacy"])
+# The MCP era and the upstream wire are independent layers: each era on the default wire, the OpenAI wire once.
+@pytest.mark.parametrize(("mode", "wire"), [("auto", "anthropic"), ("legacy", "anthropic"), ("auto", "openai")])
 async def test_cancelling_a_call_closes_the_upstream_stream_fast(
-    mode: str, kimi_env: dict[str, str], fake_kimi: FakeKimi
+    mode: str, wire: str, kimi_env: dict[str, str], fake_kimi: FakeKimi
 ) -> None:
     fake_kimi.script(Reply(text="x" * 400, delay=0.2))  # ~4 s of stream
     async with Client(server_for(kimi_env), mode=mode) as client:
@@ -133,11 +146,11 @@ async def test_cancelling_a_call_closes_the_upstream_stream_fast(
             await client.call_tool("kimi_chat", {"prompt": "slow"})
         cancelled_at = time.monotonic()
         with anyio.fail_after(5):
-            while fake_kimi.messages_requests()[0].disconnected_at is None:  # noqa: ASYNC110 - set by the fake's thread
+            while fake_kimi.chat_requests()[0].disconnected_at is None:  # noqa: ASYNC110 - set by the fake's thread
                 await anyio.sleep(0.01)
         after = await client.call_tool("kimi_chat", {"prompt": "next"})
         listing = json.loads((await client.read_resource("kimi://conversations")).contents[0].text)
-    upstream = fake_kimi.messages_requests()[0]
+    upstream = fake_kimi.chat_requests()[0]
     assert upstream.disconnected_at is not None and not upstream.completed
     assert upstream.disconnected_at - cancelled_at < 1.0
     assert not after.is_error and reply_of(after) == "Fake Kimi reply to: next"
@@ -173,7 +186,9 @@ async def test_efforts_not_listed_by_the_model_fall_back_to_enabled(
     assert body["thinking"] == {"type": "enabled"} and "output_config" not in body
 
 
-async def test_include_thinking_returns_it_in_meta_only(kimi_env: dict[str, str], fake_kimi: FakeKimi) -> None:
+async def test_include_thinking_returns_it_in_meta_only(
+    wire: str, kimi_env: dict[str, str], fake_kimi: FakeKimi
+) -> None:
     fake_kimi.script(Reply(thinking="secret reasoning", text="answer"), Reply(thinking="more reasoning", text="b"))
     async with Client(server_for(kimi_env), mode="legacy") as client:
         shown = await client.call_tool("kimi_chat", {"prompt": "q", "thinking": "high", "include_thinking": True})

@@ -1,5 +1,8 @@
 """Images and video through a real `mcp.Client`: kimi_upload_media, kimi_chat's media, the upload cache, the
-request cap, the file access policy and a file Kimi lost (issue: media; docs/media.md)."""
+request cap, the file access policy and a file Kimi lost (issue: media; docs/media.md).
+
+What reaches Kimi is checked on both wires (the `wire` fixture, tests/conftest.py), read wire-neutrally through
+kimi_mcp/testing/wire_views.py; the exact blocks and parts of each wire once, in the first test."""
 
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ from kimi_mcp.settings import Settings
 from kimi_mcp.testing.client_setup import store_issued_login
 from kimi_mcp.testing.fake_kimi import FakeKimi, Fault
 from kimi_mcp.testing.mcp_results import chat_meta, text_of
+from kimi_mcp.testing.wire_views import answered_views, chat_views
 
 pytestmark = pytest.mark.anyio
 MiB = 1 << 20
@@ -53,6 +57,26 @@ def user_content(fake: FakeKimi, index: int = -1) -> list[dict[str, Any]]:
     return body["messages"][-1]["content"]
 
 
+def last_media(fake: FakeKimi) -> list[dict[str, Any]]:
+    """The media of the last chat request's new user turn, wire-neutrally: `{"image": url}`, `{"video": url}`."""
+    return chat_views(fake)[-1].last_user_media
+
+
+def inline(path: Path, mime: str = "image/png") -> str:
+    """The data URL an inline image is sent as (a `base64` source on the Anthropic wire, wire_views.py)."""
+    return f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode()}"
+
+
+def media_block(wire: str, kind: str, url: str) -> dict[str, Any]:
+    """One image or video exactly as `wire` sends it (docs/kimi-api.md §7)."""
+    if wire == "openai":
+        return {"type": f"{kind}_url", f"{kind}_url": {"url": url}}
+    if url.startswith("data:"):
+        mime, _, data = url.removeprefix("data:").partition(";base64,")
+        return {"type": kind, "source": {"type": "base64", "media_type": mime, "data": data}}
+    return {"type": kind, "source": {"type": "url", "url": url}}
+
+
 def upload_payload(result: Any) -> dict[str, Any]:
     assert not result.is_error, text_of(result)
     document = json.loads(text_of(result))
@@ -60,7 +84,9 @@ def upload_payload(result: Any) -> dict[str, Any]:
     return document
 
 
-async def test_threshold_and_exact_blocks_on_the_wire(media_env: dict[str, str], fake_kimi: FakeKimi) -> None:
+async def test_threshold_and_exact_blocks_on_the_wire(
+    wire: str, media_env: dict[str, str], fake_kimi: FakeKimi
+) -> None:
     files = Path(media_env["KIMI_MCP_ALLOWED_DIRS"])
     small = media_file(files, "small.png", MiB - 1)
     large = media_file(files, "large.png", MiB + 1)
@@ -75,23 +101,17 @@ async def test_threshold_and_exact_blocks_on_the_wire(media_env: dict[str, str],
         ("upload.mp4", "video", 4096),
     ]
     image_id, video_id = (u.file_id for u in fake_kimi.uploads)
-    assert user_content(fake_kimi) == [
-        {
-            "type": "image",
-            "source": {
-                "type": "base64",
-                "media_type": "image/png",
-                "data": base64.b64encode(small.read_bytes()).decode(),
-            },
-        },
-        {"type": "image", "source": {"type": "url", "url": f"ms://{image_id}"}},
-        {"type": "video", "source": {"type": "url", "url": f"ms://{video_id}"}},
+    [sent] = fake_kimi.chat_requests()
+    assert sent.json()["messages"][-1]["content"] == [
+        media_block(wire, "image", inline(small)),
+        media_block(wire, "image", f"ms://{image_id}"),
+        media_block(wire, "video", f"ms://{video_id}"),
         {"type": "text", "text": "Describe these."},
     ]
 
 
 async def test_same_image_is_uploaded_once_across_turns_restarts_and_token_refreshes(
-    kimi_env: dict[str, str], fake_kimi: FakeKimi, tmp_path: Path
+    wire: str, kimi_env: dict[str, str], fake_kimi: FakeKimi, tmp_path: Path
 ) -> None:
     env = {key: value for key, value in kimi_env.items() if key != "KIMI_API_KEY"}
     env["KIMI_MCP_ALLOWED_DIRS"] = str(tmp_path)
@@ -122,11 +142,9 @@ async def test_same_image_is_uploaded_once_across_turns_restarts_and_token_refre
     reference = f"ms://{fake_kimi.uploads[0].file_id}"
     assert upload["media_id"] == reference and upload["cached"] is True
     assert upload["sha256"] == hashlib.sha256(image.read_bytes()).hexdigest()
-    bodies = [r.json() for r in fake_kimi.messages_requests() if r.status == 200]
-    urls = [
-        b["source"]["url"] for body in bodies for m in body["messages"] for b in m["content"] if b["type"] == "image"
-    ]
-    assert set(urls) == {reference}
+    views = answered_views(fake_kimi)
+    assert len(views) == 3 and {url for view in views for url in view.media_urls} == {reference}
+    assert [len(view.media_urls) for view in views] == [1, 2, 3]  # each turn's image, replayed in later turns
     # From turn 2 on the whole previous prompt, image reference included, is read from the emulated cache.
     assert metas[1]["usage"]["cache_read_tokens"] > 0 and metas[2]["usage"]["cache_read_tokens"] > 0
     assert metas[2]["usage"]["cache_read_tokens"] >= metas[1]["usage"]["cache_read_tokens"]
@@ -186,7 +204,7 @@ async def test_client_roots_narrow_the_allowed_folders(media_env: dict[str, str]
 
 
 async def test_a_file_kimi_lost_is_uploaded_again_once_and_the_call_succeeds(
-    media_env: dict[str, str], fake_kimi: FakeKimi
+    wire: str, media_env: dict[str, str], fake_kimi: FakeKimi
 ) -> None:
     files = Path(media_env["KIMI_MCP_ALLOWED_DIRS"])
     image = media_file(files, "lost.png", 2 * MiB)
@@ -197,9 +215,9 @@ async def test_a_file_kimi_lost_is_uploaded_again_once_and_the_call_succeeds(
         again = upload_payload(await client.call_tool("kimi_upload_media", {"path": str(image)}))
     assert not result.is_error, text_of(result)
     assert len(fake_kimi.uploads) == 2
-    assert [r.status for r in fake_kimi.messages_requests()] == [400, 200]
+    assert [r.status for r in fake_kimi.chat_requests()] == [400, 200]
     new_reference = f"ms://{fake_kimi.uploads[1].file_id}"
-    assert user_content(fake_kimi)[0]["source"]["url"] == new_reference
+    assert last_media(fake_kimi) == [{"image": new_reference}]
     assert again == {**first, "media_id": new_reference, "cached": True}
 
 
@@ -223,7 +241,7 @@ async def test_an_upload_refused_with_413_is_a_readable_error_and_nothing_is_sto
 
 
 async def test_a_failed_image_upload_falls_back_to_inline_and_says_so(
-    media_env: dict[str, str], fake_kimi: FakeKimi
+    wire: str, media_env: dict[str, str], fake_kimi: FakeKimi
 ) -> None:
     files = Path(media_env["KIMI_MCP_ALLOWED_DIRS"])
     image = media_file(files, "diagram.png", 50_000)
@@ -232,15 +250,11 @@ async def test_a_failed_image_upload_falls_back_to_inline_and_says_so(
         result = await client.call_tool("kimi_chat", {"prompt": "explain", "media": [str(image)]})
     assert not result.is_error, text_of(result)
     assert "sent inline instead" in text_of(result)
-    assert user_content(fake_kimi)[0]["source"] == {
-        "type": "base64",
-        "media_type": "image/png",
-        "data": base64.b64encode(image.read_bytes()).decode(),
-    }
+    assert last_media(fake_kimi) == [{"image": inline(image)}]
 
 
 async def test_inline_images_over_the_request_cap_are_uploaded_instead(
-    media_env: dict[str, str], fake_kimi: FakeKimi
+    wire: str, media_env: dict[str, str], fake_kimi: FakeKimi
 ) -> None:
     files = Path(media_env["KIMI_MCP_ALLOWED_DIRS"])
     images = [media_file(files, f"part{i}.png", 900_000 + i) for i in range(2)]  # 2 × 1.2 MB of base64
@@ -248,14 +262,14 @@ async def test_inline_images_over_the_request_cap_are_uploaded_instead(
         result = await client.call_tool("kimi_chat", {"prompt": "compare", "media": [str(p) for p in images]})
     assert not result.is_error, text_of(result)
     assert [u.size for u in fake_kimi.uploads] == [900_001]  # the larger one went up; the other fits inline
-    sources = [block["source"]["type"] for block in user_content(fake_kimi)[:2]]
-    assert sources == ["base64", "url"]
+    assert last_media(fake_kimi) == [{"image": inline(images[0])}, {"image": f"ms://{fake_kimi.uploads[0].file_id}"}]
     assert "to keep the request under the cap" in text_of(result)
-    assert len(fake_kimi.messages_requests()[0].body) <= 2_097_152
+    [sent] = fake_kimi.chat_requests()
+    assert len(sent.body) <= 2_097_152
 
 
 async def test_a_request_still_over_the_cap_fails_before_sending_naming_the_sizes(
-    media_env: dict[str, str], fake_kimi: FakeKimi
+    wire: str, media_env: dict[str, str], fake_kimi: FakeKimi
 ) -> None:
     files = Path(media_env["KIMI_MCP_ALLOWED_DIRS"])
     image = media_file(files, "inline.png", MiB - 1)
@@ -266,7 +280,7 @@ async def test_a_request_still_over_the_cap_fails_before_sending_naming_the_size
     assert result.is_error
     text = text_of(result)
     assert "over the 2,097,152 bytes" in text and "inline images" in text and "nothing was sent" in text
-    assert len(fake_kimi.messages_requests()) == 1
+    assert len(fake_kimi.chat_requests()) == 1
 
 
 async def test_upload_reports_progress_up_to_the_file_size(media_env: dict[str, str], fake_kimi: FakeKimi) -> None:
@@ -312,7 +326,7 @@ async def test_an_unknown_media_id_is_a_clear_error(media_env: dict[str, str], f
 
 
 async def test_a_conversation_whose_earlier_image_kimi_lost_goes_on_with_one_new_id(
-    media_env: dict[str, str], fake_kimi: FakeKimi
+    wire: str, media_env: dict[str, str], fake_kimi: FakeKimi
 ) -> None:
     files = Path(media_env["KIMI_MCP_ALLOWED_DIRS"])
     image = media_file(files, "early.png", 2 * MiB)
@@ -325,10 +339,9 @@ async def test_a_conversation_whose_earlier_image_kimi_lost_goes_on_with_one_new
         third = await client.call_tool("kimi_chat", {"prompt": "and then?", "conversation_id": cid})
     assert not second.is_error and not third.is_error, (text_of(second), text_of(third))
     # One 400 (the lost id), one re-upload from the file it came from; the third turn goes straight through.
-    assert [r.status for r in fake_kimi.messages_requests()] == [200, 400, 200, 200]
+    assert [r.status for r in fake_kimi.chat_requests()] == [200, 400, 200, 200]
     assert len(fake_kimi.uploads) == 2
     new_reference = f"ms://{fake_kimi.uploads[1].file_id}"
-    last = fake_kimi.messages_requests()[-1].json()
-    assert last["messages"][0]["content"][0]["source"]["url"] == new_reference
+    assert chat_views(fake_kimi)[-1].media_urls == [new_reference]
     # Turn 3 repeats turn 2's prompt, the new id included, so the emulated cache serves it.
     assert chat_meta(third)["usage"]["cache_read_tokens"] >= chat_meta(second)["usage"]["input_tokens"] // 2

@@ -1,4 +1,6 @@
-"""kimi_chat and kimi_login_status through a real `mcp.Client` (in memory), in both protocol eras."""
+"""kimi_chat and kimi_login_status through a real `mcp.Client` (in memory), in both protocol eras.
+
+The chat, truncation and error tests run on both wires too (the `wire` fixture, tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -14,18 +16,23 @@ from kimi_mcp.server.app import build_server
 from kimi_mcp.settings import Settings
 from kimi_mcp.testing.fake_kimi import FakeKimi, Fault, Reply
 from kimi_mcp.testing.mcp_results import chat_meta, reply_of, status_of, text_of
+from kimi_mcp.testing.wire_views import chat_views
 
 pytestmark = pytest.mark.anyio
 MODES = pytest.mark.parametrize("mode", ["auto", "legacy"])
+# The MCP era and the upstream wire are independent layers: each era on the default wire, the OpenAI wire once.
+MODES_AND_WIRES = pytest.mark.parametrize(
+    ("mode", "wire"), [("auto", "anthropic"), ("legacy", "anthropic"), ("auto", "openai")]
+)
 
 
 def server_for(env: dict[str, str], **extra: str) -> Any:
     return build_server(Settings.from_env({**env, **extra}))
 
 
-@MODES
+@MODES_AND_WIRES
 async def test_kimi_chat_returns_the_reply_as_text_and_its_fields_in_meta(
-    mode: str, kimi_env: dict[str, str], fake_kimi: FakeKimi
+    mode: str, wire: str, kimi_env: dict[str, str], fake_kimi: FakeKimi
 ) -> None:
     async with Client(server_for(kimi_env), mode=mode) as client:
         names = {tool.name for tool in (await client.list_tools()).tools}
@@ -51,7 +58,8 @@ async def test_kimi_chat_returns_the_reply_as_text_and_its_fields_in_meta(
     assert out["turn_uri"] == f"kimi://conversations/{out['conversation_id']}/turns/1"
     assert out["shown_chars"] == out["full_chars"] == len("Fake Kimi reply to: Review this diff")
     assert out["thinking"] is None and out["note"] is None
-    assert fake_kimi.messages_requests()[0].json()["prompt_cache_key"] == out["conversation_id"]
+    [sent] = chat_views(fake_kimi)
+    assert sent.cache_key == out["conversation_id"] and sent.last_user_text == "Review this diff"
 
 
 async def test_tool_schema_and_annotations_tell_the_agent_what_it_gets(kimi_env: dict[str, str]) -> None:
@@ -86,9 +94,9 @@ async def test_without_credentials_kimi_chat_explains_how_to_log_in(
     assert json.loads(text_of(status)) == status_of(status)
 
 
-@MODES
+@MODES_AND_WIRES
 async def test_upstream_500_is_a_readable_error_and_the_next_call_works(
-    mode: str, kimi_env: dict[str, str], fake_kimi: FakeKimi
+    mode: str, wire: str, kimi_env: dict[str, str], fake_kimi: FakeKimi
 ) -> None:
     fake_kimi.script(*[Fault(status=500, retry_after=0.01)] * 3)
     async with Client(server_for(kimi_env), mode=mode) as client:
@@ -97,6 +105,7 @@ async def test_upstream_500_is_a_readable_error_and_the_next_call_works(
     assert failed.is_error
     assert "Kimi could not answer" in text_of(failed) and "try again" in text_of(failed)
     assert not worked.is_error and reply_of(worked) == "Fake Kimi reply to: second"
+    assert [r.status for r in fake_kimi.chat_requests()] == [500, 500, 500, 200]
 
 
 async def test_bad_arguments_are_a_readable_error(kimi_env: dict[str, str]) -> None:
@@ -115,8 +124,10 @@ async def test_bad_arguments_are_a_readable_error(kimi_env: dict[str, str]) -> N
     assert not still.is_error
 
 
-@MODES
-async def test_progress_arrives_during_a_slow_stream(mode: str, kimi_env: dict[str, str], fake_kimi: FakeKimi) -> None:
+@MODES_AND_WIRES
+async def test_progress_arrives_during_a_slow_stream(
+    mode: str, wire: str, kimi_env: dict[str, str], fake_kimi: FakeKimi
+) -> None:
     fake_kimi.script(Reply(text="slow " * 40, text_deltas=["slow "] * 40, delay=0.05))
     updates: list[tuple[float, str | None]] = []
 
@@ -215,7 +226,9 @@ async def test_an_unusable_home_folder_is_named_in_the_error(kimi_env: dict[str,
     assert "KIMI_MCP_HOME" in str(err.value)
 
 
-async def test_a_credential_in_kimis_error_text_is_redacted(kimi_env: dict[str, str], fake_kimi: FakeKimi) -> None:
+async def test_a_credential_in_kimis_error_text_is_redacted(
+    wire: str, kimi_env: dict[str, str], fake_kimi: FakeKimi
+) -> None:
     key = kimi_env["KIMI_API_KEY"]
     fake_kimi.script(Fault(status=400, error_type="invalid_request_error", message=f"header 'Bearer {key}' bad"))
     async with Client(server_for(kimi_env), mode="legacy") as client:
@@ -224,7 +237,9 @@ async def test_a_credential_in_kimis_error_text_is_redacted(kimi_env: dict[str, 
     assert key not in text_of(result)
 
 
-async def test_the_per_call_timeout_bounds_a_trickling_stream(kimi_env: dict[str, str], fake_kimi: FakeKimi) -> None:
+async def test_the_per_call_timeout_bounds_a_trickling_stream(
+    wire: str, kimi_env: dict[str, str], fake_kimi: FakeKimi
+) -> None:
     fake_kimi.script(Reply(text="slow " * 20, text_deltas=["slow "] * 20, delay=0.1))  # ~2.5 s in all
     started = anyio.current_time()
     async with Client(server_for(kimi_env, KIMI_MCP_TIMEOUT="0.8"), mode="legacy") as client:
@@ -234,7 +249,7 @@ async def test_the_per_call_timeout_bounds_a_trickling_stream(kimi_env: dict[str
     assert elapsed < 2.0
 
 
-async def test_errors_say_error_in_their_text(kimi_env: dict[str, str], fake_kimi: FakeKimi) -> None:
+async def test_errors_say_error_in_their_text(wire: str, kimi_env: dict[str, str], fake_kimi: FakeKimi) -> None:
     # Codex does not show its model the isError flag: the text alone must read as an error.
     fake_kimi.script(Fault(status=400, error_type="invalid_request_error", message="prompt is too long"))
     async with Client(server_for(kimi_env), mode="legacy") as client:
@@ -258,7 +273,7 @@ async def test_the_claude_code_size_hint_follows_the_output_cap(kimi_env: dict[s
 
 
 async def test_a_reply_at_the_default_cap_comes_whole_and_one_more_char_is_cut(
-    kimi_env: dict[str, str], fake_kimi: FakeKimi
+    wire: str, kimi_env: dict[str, str], fake_kimi: FakeKimi
 ) -> None:
     cap = Settings().max_output_chars
     at_cap = ("word " * cap)[: cap - 1] + "."
