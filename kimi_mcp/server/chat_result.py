@@ -10,13 +10,16 @@ fields ride in `_meta` under `CHAT_META_KEY` for programmatic clients, which no 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mcp_types import CallToolResult, ResourceLink, TextContent
 from pydantic import BaseModel, Field
 
 from kimi_mcp.kimi.models import ChatResult
 from kimi_mcp.server.output import conversation_uri, fit_output
+
+if TYPE_CHECKING:
+    from kimi_mcp.context_files import PackedFiles
 
 CHAT_META_KEY = "kimi-mcp/chat"
 # Claude Code's own key: results longer than this many characters are saved to a file and the model gets a
@@ -50,6 +53,12 @@ class ChatMeta(BaseModel):
     turn_uri: str = Field(description="Resource with exactly this turn's full reply text.")
     thinking: str | None = Field(None, description="Kimi's thinking, only with include_thinking=true.")
     note: str | None = None
+    # Only when the call gave `files` (docs/files.md).
+    files_summary: str | None = Field(None, description="One line: files sent, tokens, skips.")
+    files_included: list[dict[str, Any]] | None = Field(
+        None, description="Each file read: path, bytes, lines, tokens, status new|changed|unchanged, truncated."
+    )
+    files_skipped: list[dict[str, Any]] | None = Field(None, description="Each path left out, with its reason.")
 
 
 def size_hint(max_output_chars: int) -> int:
@@ -67,6 +76,7 @@ def chat_result(
     note: str | None,
     max_output_chars: int,
     include_thinking: bool,
+    files: PackedFiles | None = None,
 ) -> CallToolResult:
     """The reply cut to size, a footer line with the conversation id (and where the rest is), and `_meta`."""
     uri = conversation_uri(conversation_id)
@@ -85,12 +95,17 @@ def chat_result(
         turn_uri=conversation_uri(conversation_id, turn),
         thinking=result.thinking if include_thinking else None,
         note=note,
+        files_summary=files.summary() if files is not None else None,
+        files_included=files.files_included() if files is not None else None,
+        files_skipped=files.files_skipped() if files is not None else None,
     )
     footer = f"\n\n[conversation_id: {conversation_id} · turn {turn}"
     if truncated:
         footer += f" · truncated to {len(shown):,} of {len(result.text):,} chars; full reply at {uri}"
     footer += "]"
     body = shown or (f"({result.note})" if result.note else "(empty reply)")
+    if files is not None:
+        footer += f"\n[files: {files.summary()}]"
     if note and note != result.note:
         footer += f"\n[{note}]"
     content: list[Any] = [TextContent(type="text", text=body + footer)]

@@ -30,7 +30,7 @@ class ProgressReporter:
         self._count = 0
         self._latest = StreamProgress(phase="waiting")
         self._waiting_for: str | None = None
-        self._uploading: str | None = None
+        self._uploading: str | None = None  # an upload or a file read under way: its progress line
 
     def message(self) -> str:
         p = self._latest
@@ -57,6 +57,12 @@ class ProgressReporter:
         """An upload of the call's media is under way (`sent` of `total` bytes); throttled like the stream."""
         self._uploading = f"Uploading {what} to Kimi: {upload_figures(sent, total)}"
         if time.monotonic() - self._last_sent >= _MIN_INTERVAL_SECONDS or sent >= total:
+            await self._send()
+
+    async def reading_files(self, done: int, total: int) -> None:
+        """Files given as context are being read (`done` of `total`); throttled like the stream."""
+        self._uploading = f"Reading files: {done:,} of {total:,}"
+        if time.monotonic() - self._last_sent >= _MIN_INTERVAL_SECONDS or done >= total:
             await self._send()
 
     async def update(self, progress: StreamProgress) -> None:

@@ -30,6 +30,8 @@ logger = logging.getLogger(__name__)
 
 # A bound on one turn's media list: each item may be a large upload, and a host passing hundreds is a mistake.
 MAX_MEDIA_PER_CALL = 20
+# Entries, not files: a folder or a glob stands for many (context_files bounds the files themselves).
+MAX_FILE_ENTRIES_PER_CALL = 200
 
 CHAT_DESCRIPTION = (
     "Ask Kimi (Moonshot's kimi-for-coding, 262k-token context) and get its reply. Kimi sees ONLY what you put "
@@ -38,7 +40,9 @@ CHAT_DESCRIPTION = (
     "Returns the reply as text ending with a line [conversation_id: … · turn N]; pass the id back to continue "
     "the thread (cheap: Kimi caches the shared prefix). Long replies are cut; the footer then names the "
     "kimi://conversations/{id} resource with the full text. media: images/videos Kimi should see, as absolute "
-    "paths on the kimi-mcp server's disk or ms:// ids from kimi_upload_media."
+    "paths on the kimi-mcp server's disk or ms:// ids from kimi_upload_media. files: absolute files, folders "
+    "or globs on the server's disk that kimi-mcp reads and sends as context (skipping .git, dependencies, "
+    "build output, .gitignored and binary files); unchanged files are not resent in later turns."
 )
 UPLOAD_DESCRIPTION = (
     "Upload an image (JPEG, PNG, GIF, WebP) or video (MP4, MOV, WebM, MKV, AVI, FLV, 3GP, MPEG) to Kimi and get "
@@ -107,6 +111,17 @@ async def kimi_chat(
             description="Images/videos for this turn: absolute paths on the server's disk, or ms:// ids.",
         ),
     ] = None,
+    files: Annotated[
+        list[Annotated[str, Field(min_length=1, max_length=4096)]] | None,
+        Field(
+            max_length=MAX_FILE_ENTRIES_PER_CALL,
+            description="Files, folders or globs (absolute, on the server's disk) to give Kimi as context.",
+        ),
+    ] = None,
+    on_overflow: Annotated[
+        Literal["error", "truncate"],
+        Field(description="When the files do not fit Kimi's window: fail (default) or cut the largest ones."),
+    ] = "error",
 ) -> CallToolResult:
     state = _state(ctx)
     cap = state.settings.max_output_chars
@@ -116,6 +131,8 @@ async def kimi_chat(
             state,
             ctx,
             media=media or [],
+            files=files or [],
+            on_overflow=on_overflow,
             prompt=prompt,
             system=system,
             conversation_id=conversation_id,
@@ -148,6 +165,8 @@ async def _chat(
     ctx: Context,
     *,
     media: list[str],
+    files: list[str],
+    on_overflow: Literal["error", "truncate"],
     prompt: str,
     system: str | None,
     conversation_id: str | None,
@@ -156,7 +175,7 @@ async def _chat(
     max_output_tokens: int | None,
     max_output_chars: int,
 ) -> CallToolResult:
-    policy = await local_files.access_policy(state, ctx) if media else None
+    policy = await local_files.access_policy(state, ctx) if media or files else None
 
     async def reopen(path: str) -> LocalMedia | None:
         """The file an upload Kimi lost came from, read again under this call's policy (None if not allowed)."""
@@ -172,6 +191,9 @@ async def _chat(
         max_output_tokens=max_output_tokens,
         media=tuple(await local_files.media_items(state, ctx, media, policy)),
         reopen=reopen,
+        files=tuple(files),
+        files_policy=policy,
+        on_overflow=on_overflow,
     )
     # One reporter for the whole call: its heartbeat also covers a wait for the conversation's previous turn.
     reporter = ProgressReporter(ctx)
@@ -187,6 +209,7 @@ async def _chat(
         note=" ".join(notes) or None,
         max_output_chars=max_output_chars,
         include_thinking=include_thinking,
+        files=outcome.files,
     )
 
 

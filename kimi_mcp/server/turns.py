@@ -12,19 +12,33 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from kimi_mcp import errors
+from kimi_mcp.kimi import wires
 from kimi_mcp.kimi.attachments import Attachments, Reopen
 from kimi_mcp.kimi.media import LocalMedia
 from kimi_mcp.kimi.models import ChatRequest, ChatResult, ContentBlock, MediaBlock, Message, TextBlock
+from kimi_mcp.kimi.upstream import MAX_REQUEST_BYTES
 from kimi_mcp.server.progress import ProgressReporter
 from kimi_mcp.server.state import AppState
 from kimi_mcp.server.surrogates import has_lone_surrogates, replace_lone_surrogates
-from kimi_mcp.settings import ThinkingLevel
+from kimi_mcp.settings import CONTEXT_WINDOW_TOKENS, ThinkingLevel
 from kimi_mcp.store import Conversation, Turn
 
+if TYPE_CHECKING:  # context_files (and pathspec) load on the first call that reads files, not at server start
+    from kimi_mcp.access import FileAccessPolicy
+    from kimi_mcp.context_files import OnOverflow, PackedFiles
+
 logger = logging.getLogger(__name__)
+
+# What files given as context leave of Kimi's window for the reply, unless the call sets max_output_tokens.
+FILES_REPLY_RESERVE_TOKENS = 32_768
+# Room in the body cap for what the byte count of the request without files leaves out (`stream`, separators).
+_BODY_MARGIN_BYTES = 1024
+# What the request without the files takes of the window, estimated as the wires do (docs/kimi-api.md §5): 3 bytes a
+# token, on the safe side.
+_BYTES_PER_TOKEN = 3
 
 
 @dataclass(frozen=True)
@@ -38,6 +52,10 @@ class Ask:
     media: tuple[LocalMedia | str, ...] = ()
     # How to read again a file an upload was made from, should Kimi say it lost the upload (server/local_files.py).
     reopen: Reopen | None = None
+    # Files, folders and globs to read as context (context_files), under `files_policy`.
+    files: tuple[str, ...] = ()
+    files_policy: FileAccessPolicy | None = None
+    on_overflow: OnOverflow = "error"
 
 
 class Outcome(NamedTuple):
@@ -45,6 +63,7 @@ class Outcome(NamedTuple):
     conversation_id: str
     turn: int
     note: str | None  # ours (a branch, a turn not saved); Kimi's own stays in result.note
+    files: PackedFiles | None = None  # what `Ask.files` read, sent and skipped
 
 
 def grew_note(conversation_id: str, branch_id: str) -> str:
@@ -60,14 +79,15 @@ async def start(state: AppState, reporter: ProgressReporter, ask: Ask, system: s
     model, wire = state.settings.model, state.settings.protocol
     attached = await _attach(state, reporter, ask)
     sent = await _ask_kimi(
-        state, reporter, ask, attached, model=model, system=system, history=[], cache_key=conversation_id
+        state, reporter, ask, attached, model=model, system=system, history=[], cache_key=conversation_id, sent_files={}
     )
     turn = _turn(sent)
     try:
         number = await state.store.append_turn(conversation_id, model=model, wire=wire, system=system, turn=turn)
     except Exception as exc:  # Kimi already answered (and the quota is spent): return the reply regardless
-        return Outcome(sent.result, conversation_id, 1, _notes(attached, _not_saved(conversation_id, exc)))
-    return Outcome(sent.result, conversation_id, number, _notes(attached))
+        note = _notes(attached, _not_saved(conversation_id, exc))
+        return Outcome(sent.result, conversation_id, 1, note, sent.files)
+    return Outcome(sent.result, conversation_id, number, _notes(attached), sent.files)
 
 
 async def proceed(state: AppState, reporter: ProgressReporter, ask: Ask, conversation_id: str) -> Outcome:
@@ -91,9 +111,10 @@ async def proceed(state: AppState, reporter: ProgressReporter, ask: Ask, convers
             system=conversation.system,
             history=conversation.messages(),
             cache_key=conversation.cache_key,
+            sent_files=conversation.sent_files(),
         )
         outcome = await _store_next(state, conversation, _turn(sent), sent.result)
-    return outcome._replace(note=_notes(attached, outcome.note))
+    return outcome._replace(note=_notes(attached, outcome.note), files=sent.files)
 
 
 async def _store_next(state: AppState, conversation: Conversation, turn: Turn, result: ChatResult) -> Outcome:
@@ -113,6 +134,7 @@ class Sent(NamedTuple):
 
     result: ChatResult
     user: list[ContentBlock]
+    files: PackedFiles | None = None
 
 
 async def _attach(state: AppState, reporter: ProgressReporter, ask: Ask) -> Attachments:
@@ -135,12 +157,15 @@ async def _ask_kimi(
     system: str | None,
     history: list[Message],
     cache_key: str,
+    sent_files: dict[str, str],
 ) -> Sent:
+    file_blocks: list[TextBlock] = []
+
     def build(media: list[MediaBlock]) -> ChatRequest:
         return ChatRequest(
             model=model,
             system=system,
-            messages=[*history, Message(role="user", content=[*media, TextBlock(text=ask.prompt)])],
+            messages=[*history, Message(role="user", content=[*media, *file_blocks, TextBlock(text=ask.prompt)])],
             thinking=ask.thinking,
             max_output_tokens=ask.max_output_tokens,
             cache_key=cache_key if state.settings.cache_enabled else None,
@@ -150,6 +175,11 @@ async def _ask_kimi(
     request = build(attached.blocks)
     if attached.blocks:
         request, attached = await policy.fit(attached, build)
+    packed = None
+    if ask.files:
+        packed = await _read_files(state, reporter, ask, request, sent_files)
+        file_blocks.extend(packed.blocks())
+        request = build(attached.blocks)
     if any(not isinstance(block, TextBlock) for message in history for block in message.content):
         request = await policy.current_references(request)
     try:
@@ -162,7 +192,35 @@ async def _ask_kimi(
         logger.info("Kimi no longer had %s; uploaded it again as %s", gone.reference, replaced[1].reference)
         request = replaced[0]
         result = await state.kimi.chat(request, on_progress=reporter.update)
-    return Sent(_encodable(result), list(request.messages[-1].content))
+    return Sent(_encodable(result), list(request.messages[-1].content), packed)
+
+
+async def _read_files(
+    state: AppState, reporter: ProgressReporter, ask: Ask, request: ChatRequest, sent_files: dict[str, str]
+) -> PackedFiles:
+    """`ask.files` read and packed into what the request leaves of Kimi's window and of the body cap."""
+    from kimi_mcp.context_files import Budget, prepare_files
+
+    assert ask.files_policy is not None
+    used = wires.body_bytes(wires.build_body(state.settings.protocol, request))
+    reserve = ask.max_output_tokens or FILES_REPLY_RESERVE_TOKENS
+    budget = Budget(
+        tokens=max(CONTEXT_WINDOW_TOKENS - used // _BYTES_PER_TOKEN - reserve, 0),
+        bytes=max(MAX_REQUEST_BYTES - used - _BODY_MARGIN_BYTES, 0),
+    )
+
+    async def progress(done: int, total: int) -> None:
+        await reporter.reading_files(done, total)
+
+    return await prepare_files(
+        ask.files,
+        ask.files_policy,
+        budget=budget,
+        max_file_bytes=state.settings.max_file_bytes,
+        on_overflow=ask.on_overflow,
+        previously_sent=sent_files,
+        on_progress=progress,
+    )
 
 
 async def _cannot_reopen(_: str) -> LocalMedia | None:
@@ -190,6 +248,7 @@ def _turn(sent: Sent) -> Turn:
         thinking=result.thinking,
         stop_reason=result.stop_reason,
         usage=result.usage,
+        files=sent.files.sent_hashes() if sent.files is not None else {},
     )
 
 

@@ -33,6 +33,7 @@ EXPIRY_INTERVAL_SECONDS = 3600.0
 FIRST_LINE_MAX_CHARS = 100
 _ID_PATTERN = re.compile(r"kc_[0-9a-f]{16}")
 _USER_CONTENT = TypeAdapter(list[ContentBlock])
+_FILES = TypeAdapter(dict[str, str])
 
 
 class Turn(BaseModel):
@@ -48,6 +49,8 @@ class Turn(BaseModel):
     stop_reason: str
     usage: Usage
     created_at: float = Field(default_factory=time.time)
+    # Files this turn sent as context: path -> sha256 (context_files). Empty for most turns.
+    files: dict[str, str] = Field(default_factory=dict)
 
 
 class Conversation(BaseModel):
@@ -61,6 +64,13 @@ class Conversation(BaseModel):
     # The `prompt_cache_key` its requests carry: its own id, except for a branch, which keeps the key of the
     # conversation it branched from (see `continue_conversation`).
     cache_key: str
+
+    def sent_files(self) -> dict[str, str]:
+        """path -> sha256 of every file sent as context so far, the latest version of each."""
+        sent: dict[str, str] = {}
+        for turn in self.turns:
+            sent.update(turn.files)
+        return sent
 
     def messages(self) -> list[Message]:
         """The history to replay, identical on every call so Kimi's prefix cache hits (docs/kimi-api.md §6)."""
@@ -201,8 +211,8 @@ def _load(conn: sqlite3.Connection, conversation_id: str, cutoff: float) -> Conv
         if row is None:
             return None
         turns = conn.execute(
-            "SELECT user_json, assistant_text, thinking, stop_reason, usage_json, created_at FROM turns "
-            "WHERE conversation_id = ? ORDER BY idx",
+            "SELECT user_json, assistant_text, thinking, stop_reason, usage_json, turns.created_at, files_json "
+            "FROM turns LEFT JOIN turn_files USING (conversation_id, idx) WHERE conversation_id = ? ORDER BY idx",
             (conversation_id,),
         ).fetchall()
     created_at, updated_at, model, wire, system, cache_key = row
@@ -219,7 +229,13 @@ def _load(conn: sqlite3.Connection, conversation_id: str, cutoff: float) -> Conv
 
 
 def _turn_from_row(
-    user_json: str, assistant_text: str, thinking: str | None, stop_reason: str, usage_json: str, created_at: float
+    user_json: str,
+    assistant_text: str,
+    thinking: str | None,
+    stop_reason: str,
+    usage_json: str,
+    created_at: float,
+    files_json: str | None,
 ) -> Turn:
     return Turn(
         user=_USER_CONTENT.validate_json(user_json),
@@ -228,6 +244,7 @@ def _turn_from_row(
         stop_reason=stop_reason,
         usage=Usage.model_validate_json(usage_json),
         created_at=created_at,
+        files=_FILES.validate_json(files_json) if files_json else {},
     )
 
 
@@ -291,6 +308,10 @@ def _insert_turn(conn: sqlite3.Connection, conversation_id: str, index: int, tur
             turn.usage.model_dump_json(),
         ),
     )
+    if turn.files:
+        conn.execute(
+            "INSERT INTO turn_files VALUES (?, ?, ?)", (conversation_id, index, _FILES.dump_json(turn.files).decode())
+        )
     conn.execute(
         "UPDATE conversations SET turn_count = ?, updated_at = max(updated_at, ?) WHERE id = ?",
         (index, turn.created_at, conversation_id),
@@ -324,7 +345,7 @@ def _expire(conn: sqlite3.Connection, cutoff: float) -> int:
     with transaction(conn, "IMMEDIATE"):
         # Turns and cache keys first, explicitly: the cascade needs foreign_keys on, which a hand-opened sqlite3
         # shell lacks.
-        for table in ("turns", "cache_keys"):
+        for table in ("turns", "turn_files", "cache_keys"):
             conn.execute(
                 f"DELETE FROM {table} WHERE conversation_id IN (SELECT id FROM conversations WHERE updated_at < ?)",
                 (cutoff,),

@@ -88,6 +88,14 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             retired_at REAL NOT NULL,
             PRIMARY KEY (file_id, base_url)
         ) WITHOUT ROWID""",
+        # The files a turn sent as context (path -> sha256, JSON), so the next turn leaves out those unchanged
+        # (docs/files.md). A table of its own, not a column of `turns`, for the reason `cache_keys` is one.
+        """CREATE TABLE turn_files (
+            conversation_id TEXT NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
+            idx INTEGER NOT NULL,
+            files_json TEXT NOT NULL,
+            PRIMARY KEY (conversation_id, idx)
+        ) WITHOUT ROWID""",
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)

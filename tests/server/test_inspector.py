@@ -121,6 +121,27 @@ def test_inspector_uploads_an_image_then_asks_about_it_by_id(
     assert len(fake_kimi.uploads) == 1
 
 
+def test_inspector_asks_about_a_small_tree_given_as_files(
+    inspector: Inspect, kimi_env: dict[str, str], fake_kimi: FakeKimi, tmp_path: Path
+) -> None:
+    tree = tmp_path / "tree"
+    (tree / "src").mkdir(parents=True)
+    (tree / "src" / "main.py").write_text("print('hello')\n")
+    (tree / "node_modules").mkdir()
+    (tree / "node_modules" / "x.js").write_text("ignored\n")
+    env = {**kimi_env, "KIMI_MCP_ALLOWED_DIRS": str(tree)}
+    files = json.dumps([str(tree)])
+    code, out = inspector(
+        env, "tools/call", "--tool-name", "kimi_chat", "--tool-arg", "prompt=Review", "--tool-arg", f"files={files}"
+    )
+    assert code == 0, out
+    assert out["result"]["isError"] is False, out
+    assert "\n[files: 1 file" in out["result"]["content"][0]["text"]
+    [sent] = fake_kimi.messages_requests()
+    texts = [block["text"] for block in sent.json()["messages"][0]["content"]]
+    assert texts == ['<file path="src/main.py" lines="1">\nprint(\'hello\')\n</file>', "Review"]
+
+
 def test_inspector_reads_login_status(inspector: Inspect, kimi_env: dict[str, str]) -> None:
     code, out = inspector(kimi_env, "tools/call", "--tool-name", "kimi_login_status")
     assert code == 0, out
