@@ -23,7 +23,7 @@ from kimi_mcp.kimi.upstream import MAX_REQUEST_BYTES
 from kimi_mcp.server.progress import ProgressReporter
 from kimi_mcp.server.state import AppState
 from kimi_mcp.server.surrogates import has_lone_surrogates, replace_lone_surrogates
-from kimi_mcp.settings import CONTEXT_WINDOW_TOKENS, ThinkingLevel
+from kimi_mcp.settings import ThinkingLevel
 from kimi_mcp.store import Conversation, Turn
 
 if TYPE_CHECKING:  # context_files (and pathspec) load on the first call that reads files, not at server start
@@ -32,7 +32,8 @@ if TYPE_CHECKING:  # context_files (and pathspec) load on the first call that re
 
 logger = logging.getLogger(__name__)
 
-# What files given as context leave of Kimi's window for the reply, unless the call sets max_output_tokens.
+# What files given as context leave of the model's window for the reply (at most a quarter of a small window),
+# unless the call sets max_output_tokens.
 FILES_REPLY_RESERVE_TOKENS = 32_768
 # Room in the body cap for what the byte count of the request without files leaves out (`stream`, separators).
 _BODY_MARGIN_BYTES = 1024
@@ -204,8 +205,9 @@ async def _read_files(
     assert ask.files_policy is not None
     used = wires.body_bytes(wires.build_body(state.settings.protocol, request))
     reserve = ask.max_output_tokens or FILES_REPLY_RESERVE_TOKENS
+    window = (await state.kimi.context_window(request.model)).tokens
     budget = Budget(
-        tokens=max(CONTEXT_WINDOW_TOKENS - used // _BYTES_PER_TOKEN - reserve, 0),
+        tokens=max(window - used // _BYTES_PER_TOKEN - min(reserve, window // 4), 0),
         bytes=max(MAX_REQUEST_BYTES - used - _BODY_MARGIN_BYTES, 0),
     )
 
