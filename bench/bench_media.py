@@ -2,18 +2,24 @@
 
 The fake Kimi runs in its own process (`python -m kimi_mcp.testing.fake_kimi`), so the memory measured is
 kimi-mcp's alone. A generated video (a valid mp4 `ftyp` head, then random bytes written out: a real file, not a
-sparse one) is uploaded to POST /coding/v1/files, in alternating order within each round:
+sparse one) is uploaded to POST /coding/v1/files three ways in each round, in every order over six rounds:
 
 - baseline: `curl -F` of the same file to the same endpoint, the same multipart shape kimi-mcp sends;
 - kimi-mcp: `kimi_upload_media` called through a real MCP client over stdio on a fresh `kimi-mcp serve` (a fresh
   KIMI_MCP_HOME, so the upload cache never answers instead). Wall time is the client's, from the call to its
   result: access checks, the sha256 of the whole file for the upload cache, the upload itself, progress and all.
-  The server's memory is read from /proc/<pid>/status: VmRSS just before the call, VmHWM (its peak) just after.
+  The server's memory is read from /proc/<pid>/status: VmRSS just before the call (its VmHWM, the peak, reset
+  to it), VmHWM just after.
   Before it, the server is brought to the state a host's server is in when a user uploads something: its
   background warm-up over (the SDK import), one `kimi_chat` and one small upload done, its CPU idle. The growth
   measured is then what the big file costs, not one-off imports.
 - in-process: `inspect_path` (the hashing, timed alone) then `KimiClient.upload`, in a child process of its own
   (`--client-upload`, run by the benchmark), for comparison without MCP and with the hashing split out.
+
+Every process runs in a session of its own (`start_new_session`), as the MCP SDK starts `kimi-mcp serve`: with the
+kernel's autogroup scheduling (on here: /proc/sys/kernel/sched_autogroup_enabled) each session gets an equal share
+of a busy CPU. Otherwise the fake, curl and the in-process client would share one share while the stdio server had
+its own, and on a loaded machine the comparison would favour the server.
 
 Targets (issue 9, P3): server peak RSS growth <= 64 MiB; kimi-mcp wall <= 1.3x curl, medians over the rounds.
 
@@ -136,7 +142,7 @@ class FakeProcess:
 
     def __init__(self) -> None:
         command = [sys.executable, "-m", "kimi_mcp.testing.fake_kimi"]
-        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, start_new_session=True)
         self.env: dict[str, str] = {}
         assert self.process.stdout is not None
         while len(self.env) < 3:
@@ -169,7 +175,7 @@ def curl_upload(base_url: str, video: Path) -> dict[str, float]:
         "-H", f"Authorization: Bearer {KEY}", f"{base_url}/v1/files",
     ]  # fmt: skip
     started = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    done = subprocess.run(command, capture_output=True, text=True, check=True, start_new_session=True)
     wall = time.perf_counter() - started
     if done.stdout != "200":
         raise RuntimeError(f"curl upload answered {done.stdout}: {done.stderr}")
@@ -248,7 +254,7 @@ async def stdio_upload(setup: Setup, home: Path) -> dict[str, float]:
 def client_upload(setup: Setup, home: Path) -> dict[str, float]:
     """`inspect_path` + `KimiClient.upload` in a child process of its own (`--client-upload`)."""
     command = [sys.executable, __file__, "--client-upload", str(setup.video), str(setup.warm_up)]
-    done = subprocess.run(command, env=setup.env(home), capture_output=True, text=True, check=False)
+    done = subprocess.run(command, env=setup.env(home), capture_output=True, text=True, start_new_session=True)
     if done.returncode != 0:
         raise RuntimeError(f"in-process upload failed:\n{done.stderr}")
     return json.loads(done.stdout)
