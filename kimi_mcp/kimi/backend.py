@@ -151,7 +151,8 @@ async def probe(kimi: KimiClient) -> BackendReport:
         quota=quota,
         quota_available=usages,
         quota_problem=quota_problem if credential_problem is None else credential_problem,
-        credential_works=credential_problem is None and (models is not None or usages is not None),
+        # A 404 from /v1/usages proves nothing (a route that does not exist may answer before any key check).
+        credential_works=credential_problem is None and (models is not None or usages is True),
         credential_problem=credential_problem,
     )
     report.advice = advice(report)
@@ -161,6 +162,11 @@ async def probe(kimi: KimiClient) -> BackendReport:
 def advice(report: BackendReport) -> list[str]:
     """What to change, when the settings and the backend do not fit together."""
     notes = []
+    if not report.credential_works and report.credential_problem is None:
+        notes.append(
+            "The credential could not be checked: neither GET /v1/models nor GET /v1/usages answered with it. "
+            "Check KIMI_CODE_BASE_URL, then try a chat (`kimi-mcp chat hello`)."
+        )
     if report.wire == "anthropic" and report.kind == "moonshot_platform":
         notes.append("Moonshot's platform speaks the OpenAI wire here: set KIMI_CODE_PROTOCOL=openai.")
     elif report.wire == "anthropic" and report.kind == "openai_compatible":
