@@ -1,5 +1,9 @@
 """The OpenAI wire (KIMI_CODE_PROTOCOL=openai): exact bodies (docs/kimi-api.md §5, §6, §7), and KimiClient on it
-against the fake's /coding/v1/chat/completions over real HTTP (§2, §8, §9)."""
+against the fake's /coding/v1/chat/completions over real HTTP (§2, §8, §9).
+
+What both wires must do alike (retries, the error map, the concurrency limit, stream cleaning, a cut or unfinished
+stream) is not repeated here: those tests run on both wires (the `wire` fixture, tests/conftest.py) in
+test_client_faults.py, test_client_wire.py and tests/server/."""
 
 from __future__ import annotations
 
@@ -294,138 +298,11 @@ async def test_finish_reason_length_is_reported_as_max_tokens(
 
 
 @pytest.mark.anyio
-async def test_stream_without_finish_reason_is_an_error(fake_kimi: FakeKimi, tmp_path: Path) -> None:
-    fake_kimi.script(Reply(text="half an answ", stop_reason=None))
-    async with KimiClient(openai(fake_kimi, tmp_path)) as kimi:
-        with pytest.raises(errors.IncompleteStream) as err:
-            await kimi.chat(ask())
-    assert "no stop reason" in str(err.value)
-    assert len(fake_kimi.chat_completions_requests()) == 1
-
-
-@pytest.mark.anyio
-async def test_a_stream_cut_mid_reply_is_an_incomplete_reply(fake_kimi: FakeKimi, tmp_path: Path) -> None:
-    fake_kimi.script(*[Reply(text="partial answer " * 20, cut_after_events=5)] * 5)
-    async with KimiClient(openai(fake_kimi, tmp_path)) as kimi:
-        with pytest.raises(errors.IncompleteStream) as err:
-            await kimi.chat(ask())
-    assert "connection closed mid-reply" in str(err.value)
-    assert "could not be reached" not in str(err.value)
-
-
-@pytest.mark.anyio
-async def test_placeholder_is_hidden_from_progress_and_result(fake_kimi: FakeKimi, tmp_path: Path) -> None:
-    placeholder = "(Empty response: {'content': [{'type': 'thinking'}]})"
-    fake_kimi.script(Reply(thinking="pondering", text=placeholder, text_deltas=list(placeholder)))
-    seen: list[str] = []
-
-    async def on_progress(progress: StreamProgress) -> None:
-        seen.append(progress.new_text)
-
-    async with KimiClient(openai(fake_kimi, tmp_path)) as kimi:
-        result = await kimi.chat(ask(), on_progress=on_progress)
-    assert result.text == "" and "".join(seen) == ""
-    assert result.note and "only thinking" in result.note
-    assert result.thinking == "pondering"
-
-
-@pytest.mark.anyio
-async def test_text_that_only_starts_like_the_placeholder_is_kept(fake_kimi: FakeKimi, tmp_path: Path) -> None:
-    fake_kimi.script(Reply(text="(Empty respite) is fine", text_deltas=["(Emp", "ty res", "pite) is fine"]))
-    async with KimiClient(openai(fake_kimi, tmp_path)) as kimi:
-        assert (await kimi.chat(ask())).text == "(Empty respite) is fine"
-
-
-@pytest.mark.anyio
-async def test_rate_limit_honours_retry_after_then_succeeds(fake_kimi: FakeKimi, tmp_path: Path) -> None:
-    fake_kimi.script(Fault(status=429, error_type="rate_limit_reached_error", retry_after=0.3))
-    async with KimiClient(openai(fake_kimi, tmp_path)) as kimi:
-        result = await kimi.chat(ask("retry me"))
-    assert result.text == "Fake Kimi reply to: retry me"
-    first, second = fake_kimi.chat_completions_requests()
-    assert (first.status, second.status) == (429, 200)
-    assert second.received_at - first.received_at >= 0.29
-
-
-@pytest.mark.anyio
-async def test_long_retry_after_is_not_waited_out(fake_kimi: FakeKimi, tmp_path: Path) -> None:
-    fake_kimi.script(Fault(status=429, error_type="rate_limit_reached_error", retry_after=3600))
-    async with KimiClient(openai(fake_kimi, tmp_path)) as kimi:
-        with pytest.raises(errors.RateLimited) as err:
-            await kimi.chat(ask())
-    assert len(fake_kimi.chat_completions_requests()) == 1
-    assert err.value.retry_after == 3600
-
-
-@pytest.mark.anyio
-async def test_busy_403_is_retried_like_a_429(fake_kimi: FakeKimi, tmp_path: Path) -> None:
-    fake_kimi.script(Fault.busy(retry_after=0.02), Fault.busy(retry_after=0.02))
-    async with KimiClient(openai(fake_kimi, tmp_path, KIMI_MCP_MAX_RETRIES="2")) as kimi:
-        assert (await kimi.chat(ask("busy?"))).text == "Fake Kimi reply to: busy?"
-    assert [r.status for r in fake_kimi.chat_completions_requests()] == [403, 403, 200]
-
-
-@pytest.mark.anyio
-async def test_always_busy_ends_in_the_busy_error_after_bounded_retries(fake_kimi: FakeKimi, tmp_path: Path) -> None:
-    fake_kimi.script(*[Fault.busy(retry_after=0.01)] * 10)
-    async with KimiClient(openai(fake_kimi, tmp_path, KIMI_MCP_MAX_RETRIES="3")) as kimi:
-        with pytest.raises(errors.KimiBusy):
-            await kimi.chat(ask())
-    assert len(fake_kimi.chat_completions_requests()) == 4
-
-
-@pytest.mark.anyio
 async def test_server_errors_and_a_dropped_connection_are_retried(fake_kimi: FakeKimi, tmp_path: Path) -> None:
     fake_kimi.script(Fault(status=500), Fault(500, drop_connection=True), Fault(status=503, retry_after=0.05))
     async with KimiClient(openai(fake_kimi, tmp_path, KIMI_MCP_MAX_RETRIES="3")) as kimi:
         assert (await kimi.chat(ask("again"))).text == "Fake Kimi reply to: again"
     assert len(fake_kimi.chat_completions_requests()) == 4
-
-
-@pytest.mark.anyio
-async def test_persistent_server_error_is_a_clear_error_after_bounded_retries(
-    fake_kimi: FakeKimi, tmp_path: Path
-) -> None:
-    fake_kimi.script(*[Fault(status=502, retry_after=0.01)] * 5)
-    async with KimiClient(openai(fake_kimi, tmp_path, KIMI_MCP_MAX_RETRIES="2")) as kimi:
-        with pytest.raises(errors.ServiceUnavailable) as err:
-            await kimi.chat(ask())
-    assert "HTTP 502" in str(err.value)
-    assert len(fake_kimi.chat_completions_requests()) == 3
-
-
-@pytest.mark.anyio
-async def test_quota_is_not_retried_and_says_when_it_resets(fake_kimi: FakeKimi, tmp_path: Path) -> None:
-    fake_kimi.script(Fault(429, "exceeded_current_quota_error", "You exceeded your current quota", retry_after=0.01))
-    async with KimiClient(openai(fake_kimi, tmp_path, KIMI_MCP_MAX_RETRIES="3")) as kimi:
-        with pytest.raises(errors.QuotaExceeded) as err:
-            await kimi.chat(ask())
-    assert len(fake_kimi.chat_completions_requests()) == 1
-    reset = fake_kimi.usages["limits"][0]["detail"]["resetTime"]
-    assert reset[:16] in str(err.value).replace("+00:00", "Z")
-
-
-@pytest.mark.anyio
-@pytest.mark.parametrize(
-    ("fault", "expected"),
-    [
-        (Fault(402, "membership_expired"), errors.MembershipExpired),
-        (Fault(403, "permission_error", "Your plan does not include this model"), errors.Forbidden),
-        (Fault(400, "invalid_request_error", "context too long"), errors.BadRequest),
-        (Fault(413, "request_too_large", "Request Entity Too Large"), errors.RequestTooLarge),
-    ],
-)
-async def test_unretryable_faults_map_through_the_shared_map(
-    fake_kimi: FakeKimi, tmp_path: Path, fault: Fault, expected: type[Exception]
-) -> None:
-    fake_kimi.script(fault)
-    async with KimiClient(openai(fake_kimi, tmp_path)) as kimi:
-        with pytest.raises(expected) as err:
-            await kimi.chat(ask())
-    [sent] = fake_kimi.chat_completions_requests()
-    assert KEY not in str(err.value)
-    if expected is errors.RequestTooLarge:
-        assert f"{len(sent.body):,} bytes" in str(err.value)
 
 
 @pytest.mark.anyio
@@ -531,24 +408,6 @@ async def test_inline_and_uploaded_media_reach_the_fake_as_parts(fake_kimi: Fake
     assert err.value.reference == "ms://fakefile424242"
     first = fake_kimi.chat_completions_requests()[0].json()["messages"][0]["content"]
     assert first[1] == {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
-
-
-@pytest.mark.anyio
-async def test_the_concurrency_limit_holds_on_this_wire(fake_kimi: FakeKimi, tmp_path: Path) -> None:
-    import anyio
-
-    fake_kimi.script(*[Reply(text="slow", delay=0.02) for _ in range(12)])
-    results: list[str] = []
-    async with KimiClient(openai(fake_kimi, tmp_path, KIMI_MCP_MAX_CONCURRENCY="3")) as kimi:
-
-        async def one(index: int) -> None:
-            results.append((await kimi.chat(ask(f"call {index}"))).text)
-
-        async with anyio.create_task_group() as group:
-            for index in range(12):
-                group.start_soon(one, index)
-    assert results == ["slow"] * 12
-    assert 1 < fake_kimi.max_messages_in_flight <= 3
 
 
 # A fresh interpreter: what this wire loads can only be seen where nothing else loaded it first.
