@@ -566,31 +566,3 @@ def test_platform_keeps_the_files_api(platform: FakeKimi) -> None:
 def test_unknown_profile_is_refused() -> None:
     with pytest.raises(ValueError, match="profile"):
         FakeKimi(profile="gateway")  # type: ignore[arg-type]
-
-
-# -- the openai SDK reads it ------------------------------------------------------------------------------------
-
-
-@pytest.mark.anyio
-async def test_openai_sdk_streams_it(fake_kimi: FakeKimi, monkeypatch: pytest.MonkeyPatch) -> None:
-    openai = pytest.importorskip("openai")
-    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_ORG_ID"):
-        monkeypatch.delenv(name, raising=False)
-    fake_kimi.script(Reply(text="Hello from the SDK test.", thinking="let me see", usage_in_choice=True))
-    async with httpx2.AsyncClient() as http:
-        client = openai.AsyncOpenAI(api_key="sk-kimi-test-key", base_url=f"{fake_kimi.base_url}/v1", http_client=http)
-        stream = await client.chat.completions.create(
-            model="kimi-for-coding",
-            messages=[{"role": "user", "content": "say hello"}],
-            max_completion_tokens=64,
-            stream=True,
-            stream_options={"include_usage": True},
-        )
-        chunks = [chunk async for chunk in stream]
-    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-    reasoning = "".join((c.choices[0].delta.model_extra or {}).get("reasoning_content", "") for c in chunks)
-    assert text == "Hello from the SDK test." and reasoning == "let me see"
-    assert chunks[-1].choices[0].finish_reason == "stop"
-    assert (chunks[-1].choices[0].model_extra or {})["usage"]["completion_tokens"] > 0
-    sent = fake_kimi.chat_completions_requests()[-1]
-    assert sent.headers["authorization"] == "Bearer sk-kimi-test-key"
