@@ -61,6 +61,8 @@ NOISE = ("Traceback", "errors.pydantic.dev", "validation error for", "input_valu
 PNG_HEAD = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x10\x00\x00\x00\x10\x08\x06\x00\x00\x00"
 TOOLS = ("kimi_chat", "kimi_upload_media", "kimi_login_status")
 RESOURCES = "resources"
+BURST = "burst"  # the kept inputs of every target sent concurrently, one in five cancelled by the client
+MAX_BURST = 200
 
 
 # -- the playground the server may read (KIMI_MCP_ALLOWED_DIRS) -----------------------------------------------------
@@ -274,6 +276,10 @@ def explicit_examples(t: Targets) -> dict[str, list[Any]]:
             {"prompt": "x" * 2_300_000},
             {"prompt": "q", "conversation_id": t.conversation_id, "max_output_chars": 2**70},
             {"prompt": None, "thinking": {}, "media": "ms://x", "files": 5, "unknown": ["\udfff"]},
+            {"prompt": "an id Kimi never gave", "media": ["ms://fakefile999999"], "conversation_id": t.conversation_id},
+            {"prompt": "twenty of one", "media": [f"{root}/pic.png"] * 20, "thinking": "max", "include_thinking": True},
+            {"prompt": "the same folder 200 times", "files": [str(root)] * 200, "on_overflow": "truncate"},
+            {"prompt": "p", "system": "\ud800\x00", "files": [f"{root}/sparse.png", f"{root}/bin.dat", f"{root}/."]},
         ],
         "kimi_upload_media": [
             {"path": f"{root}/fifo"},
@@ -359,6 +365,7 @@ class Tally:
     total_s: float = 0.0  # in calls, generation excluded
     wall_s: float = 0.0  # generation and checks included
     progress_notifications: int = 0
+    cancelled: int = 0  # burst calls the client gave up on
     kinds: Counter[str] = field(default_factory=Counter)  # how the refusals began, to see how deep the fuzz got
 
 
@@ -380,6 +387,51 @@ def _cut(value: object, limit: int = 300) -> str:
 
 def _kind(text: str) -> str:
     return " ".join(text.removeprefix("Error: ").split()[:5])[:60]
+
+
+_CANCELLED = object()
+
+
+def check_tool(name: str, outcome: Any, tally: Tally) -> None:
+    """A `tools/call` outcome (a result or the MCPError raised) as the fuzz requires it; counted in `tally`."""
+    tally.examples += 1
+    if isinstance(outcome, MCPError):
+        raise AssertionError(f"JSON-RPC error {outcome.code} for tools/call {name}: {_cut(outcome.message)}")
+    blocks = [block for block in outcome.content if block.type == "text"]
+    text = "".join(block.text for block in blocks)
+    assert blocks and len(blocks) == len(outcome.content), f"{name}: not text content: {_cut(outcome.content)}"
+    if outcome.is_error:
+        tally.refused += 1
+        tally.kinds[_kind(text)] += 1
+        assert text.startswith("Error: "), f"{name}: an error result not starting 'Error:': {_cut(text)}"
+        assert INTERNAL not in text, f"{name}: an unexpected exception behind the result: {_cut(text)}"
+        for noise in NOISE:
+            assert noise not in text, f"{name}: {noise!r} in the error: {_cut(text)}"
+        assert len(text) <= MAX_ERROR_CHARS, f"{name}: error of {len(text)} chars: {_cut(text)}"
+        return
+    tally.ok += 1
+    if name == "kimi_chat":
+        assert "[conversation_id: " in text and outcome.meta, f"kimi_chat: no footer/_meta: {_cut(text)}"
+    else:
+        document = json.loads(text)
+        assert isinstance(document, dict) and outcome.meta, f"{name}: not a JSON document: {_cut(text)}"
+        if name == "kimi_upload_media":
+            assert str(document.get("media_id", "")).startswith("ms://"), _cut(text)
+
+
+def check_resource(outcome: Any, tally: Tally) -> None:
+    """A `resources/read` outcome: contents, or a JSON-RPC error of ours, bounded."""
+    tally.examples += 1
+    if isinstance(outcome, MCPError):
+        tally.refused += 1
+        message = outcome.message
+        tally.kinds[_kind(message)] += 1
+        assert message and not message.startswith(SDK_UNEXPECTED), f"an unexpected exception: {_cut(message)}"
+        assert "Traceback" not in message, _cut(message)
+        assert len(message) <= MAX_RESOURCE_ERROR_CHARS, f"error of {len(message)} chars: {_cut(message)}"
+        return
+    tally.ok += 1
+    assert outcome.contents and all(hasattr(c, "text") for c in outcome.contents), _cut(outcome)
 
 
 class FuzzSession:
@@ -412,45 +464,57 @@ class FuzzSession:
         outcome, seconds = self._run(lambda: self._client.call_tool(name, arguments, progress_callback=progressed))
         tally.slowest_s = max(tally.slowest_s, seconds)
         tally.total_s += seconds
-        tally.examples += 1
-        if isinstance(outcome, MCPError):
-            raise AssertionError(f"JSON-RPC error {outcome.code} for tools/call {name}: {_cut(outcome.message)}")
-        blocks = [block for block in outcome.content if block.type == "text"]
-        text = "".join(block.text for block in blocks)
-        assert blocks and len(blocks) == len(outcome.content), f"{name}: not text content: {_cut(outcome.content)}"
-        if outcome.is_error:
-            tally.refused += 1
-            tally.kinds[_kind(text)] += 1
-            assert text.startswith("Error: "), f"{name}: an error result not starting 'Error:': {_cut(text)}"
-            assert INTERNAL not in text, f"{name}: an unexpected exception behind the result: {_cut(text)}"
-            for noise in NOISE:
-                assert noise not in text, f"{name}: {noise!r} in the error: {_cut(text)}"
-            assert len(text) <= MAX_ERROR_CHARS, f"{name}: error of {len(text)} chars: {_cut(text)}"
-            return
-        tally.ok += 1
-        if name == "kimi_chat":
-            assert "[conversation_id: " in text and outcome.meta, f"kimi_chat: no footer/_meta: {_cut(text)}"
-        else:
-            document = json.loads(text)
-            assert isinstance(document, dict) and outcome.meta, f"{name}: not a JSON document: {_cut(text)}"
-            if name == "kimi_upload_media":
-                assert str(document.get("media_id", "")).startswith("ms://"), _cut(text)
+        check_tool(name, outcome, tally)
 
     def read_resource(self, uri: str, tally: Tally) -> None:
         outcome, seconds = self._run(lambda: self._client.read_resource(uri, cache_mode="bypass"))
         tally.slowest_s = max(tally.slowest_s, seconds)
         tally.total_s += seconds
-        tally.examples += 1
-        if isinstance(outcome, MCPError):
-            tally.refused += 1
-            message = outcome.message
-            tally.kinds[_kind(message)] += 1
-            assert message and not message.startswith(SDK_UNEXPECTED), f"unexpected exception for {_cut(uri)}"
-            assert "Traceback" not in message, _cut(message)
-            assert len(message) <= MAX_RESOURCE_ERROR_CHARS, f"error of {len(message)} chars: {_cut(message)}"
-            return
-        tally.ok += 1
-        assert outcome.contents and all(hasattr(c, "text") for c in outcome.contents), _cut(outcome)
+        check_resource(outcome, tally)
+
+    def burst(self, calls: list[tuple[str, Any]], tally: Tally, *, cancel_every: int = 5) -> None:
+        """All `calls` at once; every `cancel_every`-th is given up by the client after a few tens of ms (the
+        client then sends notifications/cancelled), so the server also sees requests abandoned mid-flight."""
+        outcomes: list[Any] = [None] * len(calls)
+
+        async def one(index: int, name: str, value: Any) -> None:
+            async def send() -> Any:
+                if name == RESOURCES:
+                    return await self._client.read_resource(value, cache_mode="bypass")
+                return await self._client.call_tool(name, value)
+
+            try:
+                if index % cancel_every == cancel_every - 1:
+                    with anyio.move_on_after(0.01 * (index % 11)) as scope:
+                        outcomes[index] = await send()
+                    if scope.cancelled_caught:
+                        outcomes[index] = _CANCELLED
+                    return
+                outcomes[index] = await send()
+            except MCPError as exc:
+                outcomes[index] = exc
+
+        async def all_at_once() -> None:
+            with anyio.fail_after(CALL_BOUND * 2):
+                async with anyio.create_task_group() as group:
+                    for index, (name, value) in enumerate(calls):
+                        group.start_soon(one, index, name, value)
+
+        started = time.perf_counter()
+        try:
+            self._portal.call(all_at_once)
+        except TimeoutError:
+            unanswered = sum(outcome is None for outcome in outcomes)
+            raise AssertionError(f"{unanswered} of {len(calls)} concurrent requests unanswered") from None
+        tally.total_s = tally.slowest_s = time.perf_counter() - started
+        for (name, value), outcome in zip(calls, outcomes, strict=True):
+            if outcome is _CANCELLED:
+                tally.cancelled += 1
+                continue
+            try:
+                check_resource(outcome, tally) if name == RESOURCES else check_tool(name, outcome, tally)
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}\n  sent ({name}, in the burst): {_cut(value, 2000)}") from None
 
     def list_tools(self) -> list[str]:
         outcome, _ = self._run(lambda: self._client.list_tools())
@@ -513,15 +577,23 @@ def fuzz_target(
     *,
     examples: int,
     seed: int | None,
+    keep: list[tuple[str, Any]] | None = None,
+    keep_at_most: int = 0,
 ) -> None:
     """Run hypothesis on one tool (or the resources) against the live server; raises on the first failure.
+    The first `keep_at_most` inputs are appended to `keep` (for the burst).
 
     No shrinking: against one live server a shrink would replay a hang for every step, and the failing example is
     shown whole in the error anyway.
     """
     strategy = STRATEGIES[name](targets)
+    kept = 0
 
     def check(value: Any) -> None:
+        nonlocal kept
+        if keep is not None and kept < keep_at_most:
+            keep.append((name, value))
+            kept += 1
         try:
             if name == RESOURCES:
                 session.read_resource(value, tally)
@@ -557,16 +629,30 @@ def run(env: dict[str, str], workdir: Path, *, examples: int, seed: int | None =
     stderr = workdir / "serve.log"
     report = Report(examples_per_target=examples)
     started = time.perf_counter()
+    kept: list[tuple[str, Any]] = []
+    per_target = min(examples, MAX_BURST) // (len(TOOLS) + 1)
     with fuzz_session({**env, "KIMI_MCP_ALLOWED_DIRS": str(root)}, stderr) as (session, pid):
         targets = Targets(root, session.first_conversation())
         for name in (*TOOLS, RESOURCES):
             tally = report.tallies.setdefault(name, Tally())
             began = time.perf_counter()
             try:
-                fuzz_target(session, name, targets, tally, examples=examples, seed=seed)
+                fuzz_target(
+                    session, name, targets, tally, examples=examples, seed=seed, keep=kept, keep_at_most=per_target
+                )
             except Exception as exc:
                 report.failures[name] = f"{type(exc).__name__}: {exc}"[:5000]
             tally.wall_s = time.perf_counter() - began
+        # The same inputs again, all at once, some abandoned mid-flight; then a plain call must still work.
+        tally = report.tallies.setdefault(BURST, Tally())
+        began = time.perf_counter()
+        try:
+            session.burst(kept[0::4] + kept[1::4] + kept[2::4] + kept[3::4], tally)
+            session.call_tool("kimi_chat", {"prompt": "after the burst"}, after := Tally())
+            assert after.ok == 1, "kimi_chat failed after the burst"
+        except Exception as exc:
+            report.failures[BURST] = f"{type(exc).__name__}: {exc}"[:5000]
+        tally.wall_s = time.perf_counter() - began
         report.tools_listed_after = session.list_tools()
         report.alive_at_end = pid is not None and _is_kimi_mcp(pid)
     report.wall_s = time.perf_counter() - started
@@ -589,6 +675,11 @@ def summary(report: Report) -> str:
         f"alive at end: {report.alive_at_end} · tools/list after: {', '.join(report.tools_listed_after)} · "
         f"tracebacks in stderr: {report.tracebacks_in_stderr} · wall {report.wall_s:.1f} s"
     )
+    if BURST in report.tallies:
+        burst = report.tallies[BURST]
+        lines.append(
+            f"burst: {burst.examples + burst.cancelled} calls at once, {burst.cancelled} cancelled by the client"
+        )
     for name, tally in report.tallies.items():
         common = "; ".join(f"{kind} ×{count}" for kind, count in tally.kinds.most_common(12))
         lines.append(f"  {name} refusals: {common}")
