@@ -6,6 +6,8 @@ non-secret facts (status codes, the service's own error text, file paths).
 
 from __future__ import annotations
 
+import math
+
 
 class KimiMcpError(Exception):
     """Base of every error kimi-mcp reports to a user. `str(err)` is the user-facing message."""
@@ -97,7 +99,8 @@ class AllowListRefused(ClientRefused):
 
 class RateLimited(UpstreamError):
     def __init__(self, retry_after: float | None) -> None:
-        wait = f" Kimi asked to wait {retry_after:.0f} s." if retry_after else ""
+        # Whole seconds, rounded up: a wait under a second does not read as "0 s".
+        wait = f" Kimi asked to wait {math.ceil(retry_after)} s." if retry_after else ""
         super().__init__(
             f"Kimi is rate-limiting requests (429) and retries did not get through.{wait} Try again shortly.",
             status=429,

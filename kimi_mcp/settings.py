@@ -39,6 +39,8 @@ CONTEXT_WINDOW_TOKENS = 262_144
 # 50,000 to a file. 36,000 leaves a reply plus its footer and a note whole in all three; non-ASCII characters weigh
 # 3 each in the cut (server/output.py), which keeps CJK text under the hosts' token limits too.
 DEFAULT_MAX_OUTPUT_CHARS = 36_000
+# KIMI_MCP_STREAM_IDLE_SECONDS' default: a chat stream silent this long has stalled (docs/reliability.md).
+STREAM_IDLE_SECONDS = 120.0
 
 ThinkingLevel = Literal["off", "low", "high", "max"]
 # Which of Kimi's chat surfaces to speak (docs/kimi-api.md §1): `anthropic` (POST /v1/messages, no allow-list) or
@@ -82,6 +84,12 @@ class Settings(BaseModel):
     )
     timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = Field(
         600.0, validation_alias=_env("KIMI_MCP_TIMEOUT", "timeout_seconds")
+    )
+    # The longest a chat stream may stay silent (docs/reliability.md): the wait for the answer's first byte and any
+    # gap between two of its events. Past it a request that got no answer is retried like a reset connection,
+    # and a reply that stalled mid-stream is an error, long before KIMI_MCP_TIMEOUT would end the call.
+    stream_idle_seconds: Annotated[float, Field(gt=0, le=3600)] = Field(
+        STREAM_IDLE_SECONDS, validation_alias=_env("KIMI_MCP_STREAM_IDLE_SECONDS", "stream_idle_seconds")
     )
     max_retries: Annotated[int, Field(ge=0, le=10)] = Field(
         2, validation_alias=_env("KIMI_MCP_MAX_RETRIES", "max_retries")

@@ -7,35 +7,54 @@ or Anthropic profile files, no `x-api-key` header is ever sent, and `anthropic-v
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
 import httpx2
 
+from kimi_mcp import errors
 from kimi_mcp.http import ANTHROPIC_VERSION
 from kimi_mcp.kimi.models import ChatRequest, ChatResult, ContentBlock, Message, TextBlock
+from kimi_mcp.kimi.upstream import error_details
 from kimi_mcp.kimi.wires import (
     EMPTY_REPLY_STAND_IN,
     ProgressCallback,
     ReplyState,
     body_bytes,
+    chat_timeout,
     check_request_size,
     cut_reply,
+    no_answer,
+    not_a_stream,
     output_budget,
     prompt_bytes,
+    read_timed_out,
+    stalled,
 )
-from kimi_mcp.settings import CONTEXT_WINDOW_TOKENS
+from kimi_mcp.logs import redact
+from kimi_mcp.settings import CONTEXT_WINDOW_TOKENS, STREAM_IDLE_SECONDS
 
 if TYPE_CHECKING:
     from anthropic import AsyncAnthropic
 
 
-def build_sdk(*, token: str, base_url: str, http: httpx2.AsyncClient, max_retries: int) -> AsyncAnthropic:
+def build_sdk(
+    *,
+    token: str,
+    base_url: str,
+    http: httpx2.AsyncClient,
+    max_retries: int,
+    idle_seconds: float = STREAM_IDLE_SECONDS,
+) -> AsyncAnthropic:
+    """The SDK on our httpx2 client; its requests wait at most `idle_seconds` for each piece of the answer
+    (KIMI_MCP_STREAM_IDLE_SECONDS, `wires.chat_timeout`), and a wait for the first that runs out is retried."""
     from anthropic import AsyncAnthropic
 
     # auth_token and base_url are passed explicitly: with them set, the SDK consults neither
     # ANTHROPIC_API_KEY/ANTHROPIC_AUTH_TOKEN/ANTHROPIC_BASE_URL nor any profile (docs/kimi-api.md §4).
+    timeout = chat_timeout(http.timeout, idle_seconds)
     sdk = AsyncAnthropic(
-        auth_token=token, base_url=base_url, http_client=http, max_retries=max_retries, timeout=http.timeout
+        auth_token=token, base_url=base_url, http_client=http, max_retries=max_retries, timeout=timeout
     )
     # The constructor merges ANTHROPIC_CUSTOM_HEADERS from the environment into its custom headers, and those
     # would override even Authorization. Ours come from settings through the httpx2 client: drop the SDK's.
@@ -94,18 +113,45 @@ def _sdk_params(body: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
-async def stream_chat(sdk: AsyncAnthropic, body: dict[str, Any], on_progress: ProgressCallback | None) -> ChatResult:
-    """Stream one reply; the text is cleaned of placeholder blocks as it arrives (docs/kimi-api.md §8)."""
+async def stream_chat(
+    sdk: AsyncAnthropic,
+    body: dict[str, Any],
+    on_progress: ProgressCallback | None,
+    *,
+    idle_seconds: float = STREAM_IDLE_SECONDS,
+) -> ChatResult:
+    """Stream one reply; the text is cleaned of placeholder blocks as it arrives (docs/kimi-api.md §8).
+
+    What can go wrong once the SDK's retries are over (docs/reliability.md): no answer began within
+    `idle_seconds`; a success answer that is no event stream; an event that is not JSON, an `error` event, a
+    stall longer than `idle_seconds` or a cut connection mid-reply (none of them retried: the reply had begun).
+    """
+    import anthropic
+
     state = _StreamState(model=body["model"], on_progress=on_progress)
-    stream = await sdk.messages.create(stream=True, **_sdk_params(body))
+    try:
+        stream = await sdk.messages.create(stream=True, **_sdk_params(body))
+    except anthropic.APITimeoutError as exc:
+        if not read_timed_out(exc):
+            raise
+        raise no_answer(exc, str(exc.request.url), idle_seconds) from None
     async with stream:
+        if (wrong := not_a_stream(stream.response)) is not None:
+            raise wrong
         try:
             async for event in stream:
                 await state.handle(event)
         except httpx2.TransportError as exc:
+            if isinstance(exc, httpx2.ReadTimeout):
+                raise stalled(idle_seconds) from None
             if isinstance(exc, httpx2.TimeoutException):
-                raise  # a stalled stream is a timeout (client.py says so), not a cut
+                raise  # client.py names it
             raise cut_reply(exc) from None
+        except json.JSONDecodeError as exc:  # the SDK parses each event's data as it comes
+            raise errors.IncompleteStream(f"a malformed event: {redact(exc.doc[:80])!r}") from None
+        except anthropic.APIStatusError as exc:  # an `error` event after the 200 (the SDK raises it as status 200)
+            _, message = error_details(exc.body if exc.body is not None else b"")
+            raise errors.IncompleteStream(f"Kimi reported an error mid-reply: {redact(message or str(exc))}") from None
     await state.end_text()
     return state.result()
 
@@ -121,6 +167,7 @@ class _StreamState(ReplyState):
     """The Anthropic events of one reply (docs/kimi-api.md §8), fed into the wire-neutral `ReplyState`."""
 
     async def handle(self, event: Any) -> None:
+        self.events += 1
         kind = event.type
         if kind == "message_start":
             self.model = event.message.model or self.model

@@ -173,7 +173,8 @@ class KimiClient:
                 return await self._openai_chat(body, token, on_progress)
             from kimi_mcp.kimi import anthropic_wire
 
-            return await anthropic_wire.stream_chat(self._sdk_for(token), body, on_progress)
+            idle = self.settings.stream_idle_seconds
+            return await anthropic_wire.stream_chat(self._sdk_for(token), body, on_progress, idle_seconds=idle)
 
         try:
             return await self._authorized(call)
@@ -213,8 +214,11 @@ class KimiClient:
             "Accept": "text/event-stream",
         }
 
+        idle = self.settings.stream_idle_seconds
+        timeout = wires.chat_timeout(self.http.timeout, idle)
+
         async def send() -> httpx2.Response:
-            request = self.http.build_request("POST", url, content=content, headers=headers)
+            request = self.http.build_request("POST", url, content=content, headers=headers, timeout=timeout)
             return await self.http.send(request, stream=True)
 
         def failure(response: httpx2.Response) -> Exception:
@@ -223,9 +227,12 @@ class KimiClient:
                 response.status_code, response.content, response.headers, request_bytes=sent, wire="openai"
             )
 
-        response = await self._send_retrying(send, failure)
         try:
-            return await openai_wire.read_reply(response, body["model"], on_progress)
+            response = await self._send_retrying(send, failure)
+        except httpx2.ReadTimeout as exc:  # no answer began within the idle limit, on any attempt
+            raise wires.no_answer(exc, url, idle) from None
+        try:
+            return await openai_wire.read_reply(response, body["model"], on_progress, idle_seconds=idle)
         finally:
             await response.aclose()
 
@@ -409,6 +416,7 @@ class KimiClient:
                 base_url=self.settings.base_url,
                 http=self.http,
                 max_retries=self.settings.max_retries,
+                idle_seconds=self.settings.stream_idle_seconds,
             )
             self._sdk = (token, sdk)
         return self._sdk[1]

@@ -31,11 +31,13 @@ from kimi_mcp.kimi.wires import (
     body_bytes,
     check_request_size,
     cut_reply,
+    not_a_stream,
     output_budget,
     prompt_bytes,
+    stalled,
 )
 from kimi_mcp.logs import redact
-from kimi_mcp.settings import CONTEXT_WINDOW_TOKENS
+from kimi_mcp.settings import CONTEXT_WINDOW_TOKENS, STREAM_IDLE_SECONDS
 
 CHAT_PATH = "/v1/chat/completions"
 DONE = "[DONE]"
@@ -147,10 +149,21 @@ class _Chunk(_Loose):
     error: Any = None  # an error reported in the stream after a 200
 
 
-async def read_reply(response: httpx2.Response, model: str, on_progress: ProgressCallback | None) -> ChatResult:
+async def read_reply(
+    response: httpx2.Response,
+    model: str,
+    on_progress: ProgressCallback | None,
+    *,
+    idle_seconds: float = STREAM_IDLE_SECONDS,
+) -> ChatResult:
     """Read one successful answer: SSE chunks (or one JSON completion) into a `ChatResult`; the text is cleaned of
-    the placeholder as it arrives, and a stream that never gives a `finish_reason` is `IncompleteStream` (§8)."""
+    the placeholder as it arrives, and a stream that never gives a `finish_reason` is `IncompleteStream` (§8).
+
+    An answer that is no stream, an event that is not a chunk, an error chunk, a stall longer than `idle_seconds`
+    (KIMI_MCP_STREAM_IDLE_SECONDS) or a cut connection is an error, never retried (docs/reliability.md)."""
     state = _ReplyState(model, on_progress)
+    if (wrong := not_a_stream(response, json_ok=True)) is not None:
+        raise wrong
     kind = response.headers.get("content-type", "").partition(";")[0].strip().lower()
     try:
         if kind == "text/event-stream":
@@ -158,13 +171,13 @@ async def read_reply(response: httpx2.Response, model: str, on_progress: Progres
                 if event.data.strip() == DONE:
                     break
                 await state.take(_chunk(event.data))
-        elif kind == "application/json":
-            await state.take(_chunk((await response.aread()).decode("utf-8", "replace")))
         else:
-            raise errors.ServiceUnavailable(f"an answer of type {kind or 'unknown'} instead of a chat reply")
+            await state.take(_chunk((await response.aread()).decode("utf-8", "replace")))
     except httpx2.TransportError as exc:
+        if isinstance(exc, httpx2.ReadTimeout):
+            raise stalled(idle_seconds) from None
         if isinstance(exc, httpx2.TimeoutException):
-            raise  # a stalled stream is a timeout (client.py says so), not a cut
+            raise  # client.py names it
         raise cut_reply(exc) from None
     await state.end_text()
     return state.result()
@@ -185,6 +198,7 @@ class _ReplyState(ReplyState):
         self._prompt = self._cached = self._completion = 0
 
     async def take(self, chunk: _Chunk) -> None:
+        self.events += 1
         if chunk.error is not None:
             _, message = error_details({"error": chunk.error})
             raise errors.IncompleteStream(f"Kimi reported an error mid-reply: {redact(message or str(chunk.error))}")

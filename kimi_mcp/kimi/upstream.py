@@ -9,6 +9,7 @@ than a tool call can wait). Both wires map answers to errors through the one `er
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import time
@@ -39,24 +40,44 @@ _FILE_REFERENCE = re.compile(r"ms://[A-Za-z0-9._\-]+")
 _GONE_WORDING = re.compile(r"not[ _]found|unknown|expired|does not exist|no such|invalid", re.IGNORECASE)
 
 
+_HTML = re.compile(r"\s*(<!doctype html|<html|<head|<body|<title)", re.IGNORECASE)
+_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+_TAG = re.compile(r"<[^>]*>")
+
+
 class Rejected(Exception):
     """The credential was rejected (401): the caller may recover the token once."""
 
 
 def error_details(body: bytes | Any) -> tuple[str, str]:
-    """(error type, message) from an Anthropic- or OpenAI-style error body; empty strings if absent."""
+    """(error type, message) from an Anthropic- or OpenAI-style error body; empty strings if absent.
+
+    A body that is not JSON (the anthropic SDK hands it over as text) is its first 200 characters; an HTML page,
+    which a proxy in front of the service sends, is its title (docs/kimi-api.md §9)."""
     data = body
+    if isinstance(body, str):
+        body = body.encode()
     if isinstance(body, (bytes, bytearray)):
         try:
             data = json.loads(body or b"null")
         except ValueError:
-            return "", body[:200].decode("utf-8", "replace").strip()
+            return "", _text_of(body[:4096].decode("utf-8", "replace"))
     if not isinstance(data, dict):
         return "", ""
     error = data.get("error", data)
     if isinstance(error, dict):
         return str(error.get("type") or error.get("code") or ""), str(error.get("message") or "")
     return "", str(error)
+
+
+def _text_of(text: str) -> str:
+    """What a non-JSON error body says in a few words: an HTML page's title (else its text without tags)."""
+    if not _HTML.match(text):
+        return text[:200].strip()
+    title = _TITLE.search(text)
+    words = title.group(1) if title else _TAG.sub(" ", text)
+    words = " ".join(html.unescape(words).split())[:120]
+    return f"an HTML page: {words}" if words else "an HTML page"
 
 
 def is_quota_error(error_type: str, message: str) -> bool:
@@ -111,7 +132,8 @@ def error_for_response(
     """
     error_type, message = error_details(body)
     # The service's own words go into messages the model reads: never let them carry a credential.
-    detail = redact(message or error_type or f"HTTP {status}")
+    said = redact(message or error_type)
+    detail = said or f"HTTP {status}"
     if status == 401:
         return Rejected()
     if status == 402:
@@ -129,7 +151,7 @@ def error_for_response(
             return errors.QuotaExceeded(detail)
         return errors.RateLimited(retry_after_seconds(headers))
     if status >= 500:
-        return errors.ServiceUnavailable(f"HTTP {status}: {detail}", status=status)
+        return errors.ServiceUnavailable(f"HTTP {status}: {said}" if said else f"HTTP {status}", status=status)
     if (reference := gone_file_reference(status, message)) is not None:
         return errors.MediaGone(reference)
     return errors.BadRequest(detail, status=status)
@@ -156,12 +178,13 @@ def request_size(request: httpx2.Request | None) -> int | None:
 def transport_error(exc: BaseException, url: str) -> errors.UpstreamError:
     """Our error for a request that got no answer, naming the cause (DNS, refused, TLS, timeout) from its chain."""
     cause = describe_transport_error(exc, url)
-    if _in_chain(exc, httpx2.TimeoutException) and not _in_chain(exc, httpx2.ConnectTimeout):
+    if in_chain(exc, httpx2.TimeoutException) and not in_chain(exc, httpx2.ConnectTimeout):
         return errors.ServiceUnavailable(cause)  # reached, but the answer stalled
     return errors.NetworkError(cause)
 
 
-def _in_chain(exc: BaseException, kind: type[BaseException]) -> bool:
+def in_chain(exc: BaseException, kind: type[BaseException]) -> bool:
+    """True if `exc` or an exception in its cause/context chain is a `kind`."""
     seen: set[int] = set()
     link: BaseException | None = exc
     while link is not None and id(link) not in seen:

@@ -29,10 +29,12 @@ from kimi_mcp.kimi.models import (
     VideoBlock,
 )
 from kimi_mcp.kimi.sanitize import TextBlockFilter
-from kimi_mcp.kimi.upstream import MAX_REQUEST_BYTES
-from kimi_mcp.settings import CONTEXT_WINDOW_TOKENS, WireProtocol
+from kimi_mcp.kimi.upstream import MAX_REQUEST_BYTES, in_chain
+from kimi_mcp.netcause import describe_transport_error
+from kimi_mcp.settings import CONTEXT_WINDOW_TOKENS, WireProtocol, env_name_of
 
 ProgressCallback = Callable[[StreamProgress], Awaitable[None]]
+_NO_EVENTS = "it carried no events: an empty or malformed event stream"
 
 # Output budget (docs/kimi-api.md §5): what is left of the context, estimated at ~3 bytes a token to stay on the
 # safe side, never below a floor that still leaves room for an answer.
@@ -104,7 +106,59 @@ def prompt_bytes(body: dict[str, Any]) -> int:
 
 def cut_reply(exc: httpx2.TransportError) -> errors.IncompleteStream:
     """Kimi was reached and had begun to answer: the reply was cut, the network is not "unreachable"."""
-    return errors.IncompleteStream(f"the connection closed mid-reply: {type(exc).__name__}")
+    how = "was reset" if in_chain(exc, ConnectionResetError) else "closed"
+    return errors.IncompleteStream(f"the connection {how} mid-reply: {type(exc).__name__}")
+
+
+# -- the stream idle timeout (KIMI_MCP_STREAM_IDLE_SECONDS, docs/reliability.md) ---------------------------------
+
+
+def chat_timeout(http_timeout: httpx2.Timeout, idle_seconds: float) -> httpx2.Timeout:
+    """The limits of one chat request: the HTTP client's, with the read limit set to the stream idle timeout.
+
+    httpx2's read timeout bounds each wait for data on the socket: the wait for the answer's first byte (a server
+    that accepted the request and never answers) and every gap between two events of a streamed reply. Uploads
+    and the side APIs keep the client's own read limit (KIMI_MCP_TIMEOUT): a large upload's answer may take long.
+    """
+    return httpx2.Timeout(
+        connect=http_timeout.connect, read=idle_seconds, write=http_timeout.write, pool=http_timeout.pool
+    )
+
+
+def read_timed_out(exc: BaseException) -> bool:
+    """True if `exc` (an SDK's or httpx2's) comes from a read that waited past the read limit."""
+    return in_chain(exc, httpx2.ReadTimeout)
+
+
+def no_answer(exc: BaseException, url: str, idle_seconds: float) -> errors.ServiceUnavailable:
+    """The request was sent and nothing came back within the idle limit, after the retries."""
+    cause = describe_transport_error(exc, url)
+    return errors.ServiceUnavailable(f"{cause}: no answer began within {_idle_limit(idle_seconds)}")
+
+
+def stalled(idle_seconds: float) -> errors.IncompleteStream:
+    """The reply had begun, then nothing more arrived within the idle limit: not retried (see docs/reliability.md)."""
+    return errors.IncompleteStream(f"the stream stalled: nothing arrived for {_idle_limit(idle_seconds)}")
+
+
+def _idle_limit(idle_seconds: float) -> str:
+    return f"{idle_seconds:g} s, the {env_name_of('stream_idle_seconds')} limit"
+
+
+def not_a_stream(response: httpx2.Response, *, json_ok: bool = False) -> errors.ServiceUnavailable | None:
+    """Why a success answer to a streamed chat request cannot be a reply, or None if it may be one: an empty body,
+    or a content type other than `text/event-stream` (or, when `json_ok`, one JSON completion). Checked before
+    reading, so the error names what came instead of a stream that merely "ended early"."""
+    kind = response.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if response.headers.get("content-length", "").strip() == "0":
+        return errors.ServiceUnavailable(f"HTTP {response.status_code} with an empty body instead of a reply stream")
+    if kind == "text/event-stream" or (json_ok and kind == "application/json"):
+        return None
+    shown = f"a {kind} body" if kind else "a body with no content type"
+    return errors.ServiceUnavailable(
+        f"HTTP {response.status_code} with {shown} instead of a reply stream; if this persists, check "
+        f"{env_name_of('base_url')} and any proxy in between"
+    )
 
 
 class ReplyState:
@@ -121,6 +175,7 @@ class ReplyState:
         self.thinking_chars = 0
         self.usage = Usage()
         self.stop_reason: str | None = None
+        self.events = 0  # events of the stream read so far: none at all means an empty or malformed stream
         self.hid_placeholder = False
         self._block: TextBlockFilter | None = None
 
@@ -170,7 +225,7 @@ class ReplyState:
     def result(self) -> ChatResult:
         """The finished reply; `IncompleteStream` if the stream never said why it stopped (§8)."""
         if self.stop_reason is None:
-            raise errors.IncompleteStream()
+            raise errors.IncompleteStream() if self.events else errors.IncompleteStream(_NO_EVENTS)
         text = "".join(self.text)
         thinking = "".join(self.thinking)
         note = PLACEHOLDER_NOTE if not text.strip() and (self.hid_placeholder or thinking) else None

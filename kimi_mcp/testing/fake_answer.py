@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import math
+import socket
+import struct
 import time
 from dataclasses import dataclass
 
@@ -36,13 +38,15 @@ def transport_of(send: Send) -> asyncio.Transport | None:
 
 
 class DroppedConnection:
-    """Closes the socket without any HTTP response (a network fault, docs/kimi-api.md §9)."""
+    """Closes the socket without any HTTP response (a network fault, docs/kimi-api.md §9); with `reset`, by a TCP
+    reset (RST) rather than an orderly close."""
 
-    def __init__(self, exchange: Exchange) -> None:
+    def __init__(self, exchange: Exchange, *, reset: bool = False) -> None:
         self._exchange = exchange
+        self._reset = reset
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await _cut(self._exchange, receive)
+        await _cut(self._exchange, receive, reset=self._reset)
 
 
 class DelayedAnswer:
@@ -77,7 +81,8 @@ class DelayedAnswer:
 class ReplyAnswer:
     """A scripted `Reply` already rendered for its surface: SSE `frames` (a stream) or a JSON `body`, sent while
     watching for the client to disconnect. The Reply's `delay` goes between frames (before the body in JSON
-    mode) and its `cut_after_events` closes the connection mid-answer."""
+    mode), its `cut_after_events` closes the connection mid-answer (`reset`: by a TCP reset) and its
+    `stall_after_events` stops sending mid-answer, leaving the connection open until the client leaves."""
 
     def __init__(
         self, reply: Reply, *, exchange: Exchange, frames: list[bytes] | None = None, body: bytes | None = None
@@ -105,6 +110,8 @@ class ReplyAnswer:
         for number, frame in enumerate(frames):
             if number == self._reply.cut_after_events:
                 return await self._cut(receive)
+            if number == self._reply.stall_after_events:
+                await anyio.sleep_forever()  # ended by _watch_disconnect when the client gives up
             if number and self._reply.delay:
                 await anyio.sleep(self._reply.delay)
             await send({"type": "http.response.body", "body": frame, "more_body": True})
@@ -124,7 +131,7 @@ class ReplyAnswer:
 
     async def _cut(self, receive: Receive) -> None:
         self._cut_by_us = True
-        await _cut(self._exchange, receive)
+        await _cut(self._exchange, receive, reset=self._reply.reset)
 
     async def _watch_disconnect(self, receive: Receive, scope: anyio.CancelScope) -> None:
         """Ends the answer as soon as the client closes the connection; stamps when that was noticed."""
@@ -143,11 +150,18 @@ async def _start(send: Send, status: int, media_type: str, *, length: int | None
     await send({"type": "http.response.start", "status": status, "headers": headers})
 
 
-async def _cut(exchange: Exchange, receive: Receive) -> None:
-    """Close the socket abruptly, then wait until the server has noticed, so it writes nothing more."""
+async def _cut(exchange: Exchange, receive: Receive, *, reset: bool = False) -> None:
+    """Close the socket abruptly, then wait until the server has noticed, so it writes nothing more.
+
+    `reset`: SO_LINGER with a zero timeout makes the close send a TCP reset (RST), as a crashed peer or a
+    middlebox dropping the connection does, rather than an orderly FIN."""
     if exchange.transport is None:
         raise RuntimeError("fake Kimi cannot cut connections outside uvicorn")
-    exchange.transport.close()
+    if reset and (sock := exchange.transport.get_extra_info("socket")) is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        exchange.transport.abort()
+    else:
+        exchange.transport.close()
     with anyio.move_on_after(_CLOSE_GRACE):
         while (await receive())["type"] != "http.disconnect":
             pass

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import sys
 import threading
 import time
@@ -48,7 +49,16 @@ from kimi_mcp.testing.fake_files import MEDIA_SCHEME, RecordedUpload, file_objec
 from kimi_mcp.testing.fake_oauth import FakeOAuth
 from kimi_mcp.testing.fake_openai import PLATFORM_MODEL, platform_models
 from kimi_mcp.testing.fake_record import RecordedRequest, header_dict
-from kimi_mcp.testing.fake_script import Fault, Reply, default_reply, error_body, message_json, sse_frame, stream_events
+from kimi_mcp.testing.fake_script import (
+    Fault,
+    Reply,
+    default_reply,
+    error_body,
+    message_json,
+    sse_frame,
+    stream_events,
+    with_invalid_json,
+)
 from kimi_mcp.testing.fake_server import LoopbackServer
 
 __all__ = [
@@ -275,13 +285,13 @@ class FakeKimi:
         finally:
             done()
 
-    async def _messages(self, request: Request) -> Response | ReplyAnswer | DroppedConnection:
+    async def _messages(self, request: Request) -> Response | ASGIApp:
         return self._chat(request, "anthropic")
 
-    async def _chat_completions(self, request: Request) -> Response | ReplyAnswer | DroppedConnection:
+    async def _chat_completions(self, request: Request) -> Response | ASGIApp:
         return self._chat(request, "openai")
 
-    def _chat(self, request: Request, surface: Surface) -> Response | ReplyAnswer | DroppedConnection:
+    def _chat(self, request: Request, surface: Surface) -> Response | ASGIApp:
         """Either chat surface: refusals that leave the script alone, then the next scripted step."""
         exchange: Exchange = request.scope[_EXCHANGE]
         admitted = self._admit(request, exchange.record, surface)
@@ -289,7 +299,7 @@ class FakeKimi:
             return admitted
         step = self._next_step() or default_reply(admitted)
         if isinstance(step, Fault):
-            return DroppedConnection(exchange) if step.drop_connection else _fault_response(step, surface)
+            return _fault_answer(step, surface, exchange)
         return self._render(step, admitted, surface, exchange)
 
     def _admit(self, request: Request, record: RecordedRequest, surface: Surface) -> dict[str, Any] | Response:
@@ -329,15 +339,16 @@ class FakeKimi:
         if surface == "anthropic":
             shape: dict[str, Any] = {"message_id": f"msg_fake_{number:06d}", "model": model, "usage": usage}
             if stream:
-                return ReplyAnswer(
-                    reply, exchange=exchange, frames=[sse_frame(e) for e in stream_events(reply, **shape)]
-                )
+                frames = [sse_frame(e) for e in stream_events(reply, **shape)]
+                frames = with_invalid_json(reply, frames, "content_block_delta")
+                return ReplyAnswer(reply, exchange=exchange, frames=frames)
             return ReplyAnswer(reply, exchange=exchange, body=_json_bytes(message_json(reply, **shape)))
         shape = {"completion_id": f"chatcmpl-fake{number:06d}", "created": int(time.time()), "model": model,
                  "usage": usage}  # fmt: skip
         if stream:
             chunks = fake_openai.completion_chunks(reply, **shape, include_usage=fake_openai.wants_usage(payload))
-            return ReplyAnswer(reply, exchange=exchange, frames=fake_openai.chunk_frames(chunks))
+            frames = with_invalid_json(reply, fake_openai.chunk_frames(chunks), None)
+            return ReplyAnswer(reply, exchange=exchange, frames=frames)
         return ReplyAnswer(reply, exchange=exchange, body=_json_bytes(fake_openai.completion_json(reply, **shape)))
 
     def _refuses_client(self, request: Request) -> bool:
@@ -365,11 +376,11 @@ class FakeKimi:
         if not upload.complete:
             return _no_answer  # the client left before the end of its body: nothing to answer
         if denied is not None:
-            answer: Response | DroppedConnection = denied
+            answer: Response | ASGIApp = denied
         elif problem is not None:
             answer = _error(400, "invalid_request_error", problem, envelope=self._envelope)
         elif (step := self._next_upload_step()) is not None:
-            answer = DroppedConnection(exchange) if step.drop_connection else _fault_response(step, self._envelope)
+            answer = _fault_answer(step, self._envelope, exchange)
         else:
             return self._accept(upload)
         upload.status = getattr(answer, "status_code", None)
@@ -472,6 +483,15 @@ def _json_bytes(value: Any) -> bytes:
 
 async def _no_answer(scope: Scope, receive: Receive, send: Send) -> None:
     return None
+
+
+def _fault_answer(fault: Fault, envelope: Envelope, exchange: Exchange) -> Response | ASGIApp:
+    """A scripted fault: a dropped or reset connection, a request never answered, or an error answer."""
+    if fault.drop_connection or fault.reset:
+        return DroppedConnection(exchange, reset=fault.reset)
+    if fault.hang:
+        return DelayedAnswer(Response(status_code=204), math.inf, exchange.record)
+    return _fault_response(fault, envelope)
 
 
 def _fault_response(fault: Fault, envelope: Envelope) -> Response:

@@ -26,7 +26,10 @@ class Reply:
     `thinking` is sent as thinking blocks (Anthropic) or `delta.reasoning_content` (OpenAI). `stop_reason` takes
     an Anthropic stop reason or an OpenAI finish reason (mapped across, fake_openai.py); None sends neither.
     `cut_after_events` closes the connection before that many SSE frames were sent (`data: [DONE]` counts on
-    the OpenAI surface); in JSON mode any value cuts the body half-way.
+    the OpenAI surface); in JSON mode any value cuts the body half-way. With `reset` that close is a TCP reset.
+    `stall_after_events` sends that many frames, then nothing more while the connection stays open (a stream
+    that stalls between events); `invalid_json_at` replaces the frame at that index with an event whose data
+    is not JSON. Both count frames as `cut_after_events` does.
     """
 
     text: str = "Hello from fake Kimi."
@@ -35,6 +38,9 @@ class Reply:
     stop_reason: str | None = "end_turn"
     delay: float = 0.0
     cut_after_events: int | None = None
+    reset: bool = False
+    stall_after_events: int | None = None
+    invalid_json_at: int | None = None
     output_tokens: int | None = None
     # docs/kimi-api.md §8: Kimi may send zeros in message_start and the totals (cache reads included) only in
     # message_delta. True scripts that shape; False puts the prompt-side counts in message_start, as Anthropic does.
@@ -74,9 +80,26 @@ NGINX_413_HTML = (
 )
 
 
+# What a proxy in front of the service answers when the service behind it fails: an HTML page, not JSON (§9).
+NGINX_502_HTML = (
+    "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+    "<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
+)
+# An event stream that is not SSE: the events as bare JSON lines, with no `event:`/`data:` fields.
+MALFORMED_SSE = (
+    '{"type": "message_start", "message": {"role": "assistant"}}\n'
+    '{"type": "content_block_delta", "delta": {"type": "text_delta", "text": "Lost words."}}\n'
+    '{"choices": [{"delta": {"content": "Lost words."}, "finish_reason": "stop"}]}\n\n'
+)
+
+
 @dataclass
 class Fault:
-    """A scripted error answer (docs/kimi-api.md §9), or a connection dropped without any response."""
+    """A scripted error answer (docs/kimi-api.md §9), a connection dropped without any response (with
+    `reset`: by a TCP reset), or a request accepted and never answered (`hang`, until the client leaves).
+
+    A `status` of 200 with a raw `body` scripts a success answer that carries no reply (wrong content type,
+    empty body, malformed stream)."""
 
     status: int
     error_type: str = "api_error"
@@ -84,6 +107,8 @@ class Fault:
     retry_after: float | None = None
     headers: dict[str, str] = field(default_factory=dict)
     drop_connection: bool = False
+    reset: bool = False
+    hang: bool = False
     # A raw response body instead of the JSON error envelope (its content type goes in `headers`).
     body: str | None = None
 
@@ -107,6 +132,43 @@ class Fault:
     def nginx_too_large(cls) -> Fault:
         """413 as nginx answers it, an HTML page rather than JSON (seen on video batches, §9)."""
         return cls(413, body=NGINX_413_HTML, headers={"content-type": "text/html"})
+
+    @classmethod
+    def connection_reset(cls) -> Fault:
+        """The request is read, then the connection is reset (TCP RST) before any byte of an answer."""
+        return cls(0, drop_connection=True, reset=True)
+
+    @classmethod
+    def no_answer(cls) -> Fault:
+        """The request is read and never answered: the connection stays open and silent until the client leaves."""
+        return cls(0, hang=True)
+
+    @classmethod
+    def proxy_page(cls, status: int = 502) -> Fault:
+        """An HTML error page from the proxy in front of the service (nginx's 502 Bad Gateway by default)."""
+        return cls(status, body=NGINX_502_HTML, headers={"content-type": "text/html"})
+
+    @classmethod
+    def malformed_stream(cls) -> Fault:
+        """200 `text/event-stream` whose body is not SSE (bare JSON lines)."""
+        return cls(200, body=MALFORMED_SSE, headers={"content-type": "text/event-stream"})
+
+    @classmethod
+    def wrong_content_type(cls) -> Fault:
+        """200 `text/plain`: something answered, but not with a reply."""
+        return cls(200, body="OK\n", headers={"content-type": "text/plain; charset=utf-8"})
+
+    @classmethod
+    def error_event(cls, message: str = "Overloaded") -> Fault:
+        """200 `text/event-stream` carrying one `error` event, as the service reports a failure after the 200: read
+        as such by both surfaces' clients (the Anthropic SDK by the event's name, OpenAI readers by its `error`)."""
+        data = json.dumps({"type": "error", "error": {"type": "overloaded_error", "message": message}})
+        return cls(200, body=f"event: error\ndata: {data}\n\n", headers={"content-type": "text/event-stream"})
+
+    @classmethod
+    def empty_success(cls) -> Fault:
+        """200 with an empty body (Content-Length: 0) and no content type."""
+        return cls(200, body="")
 
 
 @dataclass(frozen=True)
@@ -203,6 +265,17 @@ def sse_frame(event: Event) -> bytes:
     """`event: <type>\\ndata: <json>\\n\\n` framing."""
     name, data = event
     return f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
+
+
+def with_invalid_json(reply: Reply, frames: list[bytes], event_name: str | None) -> list[bytes]:
+    """`frames` with the one at `reply.invalid_json_at` (if any) replaced by an event whose data is cut-off JSON;
+    `event_name` is its `event:` line (the Anthropic surface names its events, the OpenAI one does not)."""
+    at = reply.invalid_json_at
+    if at is None or not 0 <= at < len(frames):
+        return frames
+    head = f"event: {event_name}\n" if event_name else ""
+    broken = f'{head}data: {{"type": "content_block_delta", "delta": {{"text": "cut off\n\n'.encode()
+    return [*frames[:at], broken, *frames[at + 1 :]]
 
 
 def _block_events(index: int, start: dict[str, Any], deltas: list[dict[str, Any]]) -> list[Event]:
