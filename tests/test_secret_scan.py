@@ -166,12 +166,21 @@ async def stdio_server(env: dict[str, str], stderr: Path, seen: Seen) -> AsyncIt
             yield client
 
 
-async def read_all_resources(client: Client, seen: Seen, conversation_id: str) -> None:
-    uris = ["kimi://login", "kimi://conversations", f"kimi://conversations/{conversation_id}"]
-    uris.append(f"kimi://conversations/{conversation_id}/turns/1")
-    for uri in uris:
+async def read_all_resources(client: Client, seen: Seen) -> int:
+    """kimi://login, the listing, and every conversation's transcript and turns; returns how many were read."""
+
+    async def read(uri: str) -> str:
         result = await client.read_resource(uri, cache_mode="bypass")
         seen.text(uri, result.model_dump_json())
+        return "".join(getattr(content, "text", "") for content in result.contents)
+
+    await read("kimi://login")
+    listing = json.loads(await read("kimi://conversations"))["conversations"]
+    for conversation in listing:
+        await read(conversation["uri"])
+        for turn in range(1, conversation["turns"] + 1):
+            await read(f"{conversation['uri']}/turns/{turn}")
+    return 2 + len(listing) + sum(conversation["turns"] for conversation in listing)
 
 
 async def wait_for_login(client: Client, seen: Seen) -> None:
@@ -233,13 +242,14 @@ async def test_api_key_flow_over_stdio_leaks_the_key_nowhere(
         refused_upload = await client.call_tool("kimi_upload_media", {"path": str(media_folder / "third.png")})
         seen.result("upload refused", refused_upload)
         seen.result("status", await client.call_tool("kimi_login_status", {}))
-        await read_all_resources(client, seen, conversation_id)
+        resources = await read_all_resources(client, seen)
         wal_names = seen.home(home, "while serving")
     seen.home(home, "after exit")
     log = stderr.read_text(encoding="utf-8")
     seen.text("stderr", log)
 
     assert not first.is_error and not with_media.is_error, text_of(with_media)
+    assert resources >= 5  # login, the listing, each conversation (the 502 was retried) and its turns
     assert retried.is_error and echoed.is_error and "bad key" in text_of(echoed)
     assert refused_upload.is_error, text_of(refused_upload)
     assert any(name.endswith("-wal") for name in wal_names), wal_names  # the WAL was there to scan
@@ -273,7 +283,7 @@ async def test_device_login_and_refreshes_leak_no_token_or_code(
         upload = await client.call_tool("kimi_upload_media", {"path": str(media_folder / "screen.png")})
         seen.result("upload after refresh", upload)
         seen.result("status", await client.call_tool("kimi_login_status", {}))
-        await read_all_resources(client, seen, conversation_id)
+        resources = await read_all_resources(client, seen)
         wal_names = seen.home(home, "while serving")
     seen.home(home, "after exit")
     log = stderr.read_text(encoding="utf-8")
@@ -281,6 +291,7 @@ async def test_device_login_and_refreshes_leak_no_token_or_code(
     secrets = fake_kimi.oauth.issued_secrets()  # the device code, then three access/refresh pairs
 
     assert not first.is_error and not again.is_error and not upload.is_error, text_of(upload)
+    assert resources == 5  # login, the listing, one conversation and its two turns
     assert refreshes(fake_kimi) == 2 and len(secrets) == 7
     assert any(name.endswith("-wal") for name in wal_names), wal_names
     credentials = (home / CREDENTIALS_FILE).read_text(encoding="utf-8")
@@ -311,7 +322,7 @@ async def test_http_with_its_token_leaks_neither_the_token_nor_the_login(
             again = await client.call_tool("kimi_chat", {"prompt": "again", "conversation_id": conversation_id})
             seen.result("chat after refresh", again)
             seen.result("status", await client.call_tool("kimi_login_status", {}))
-            await read_all_resources(client, seen, conversation_id)
+            resources = await read_all_resources(client, seen)
         hello = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}
         init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": hello}
         headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
@@ -327,6 +338,7 @@ async def test_http_with_its_token_leaks_neither_the_token_nor_the_login(
     secrets = fake_kimi.oauth.issued_secrets()  # two refreshes: three pairs
 
     assert not first.is_error and not again.is_error, text_of(again)
+    assert resources == 5  # login, the listing, one conversation and its two turns
     assert refreshes(fake_kimi) == 2 and len(secrets) == 6
     assert any(name.endswith("-wal") for name in wal_names), wal_names
     debug_logged(child.stderr)
