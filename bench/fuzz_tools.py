@@ -399,8 +399,10 @@ def check_tool(name: str, outcome: Any, tally: Tally) -> None:
         raise AssertionError(f"JSON-RPC error {outcome.code} for tools/call {name}: {_cut(outcome.message)}")
     blocks = [block for block in outcome.content if block.type == "text"]
     text = "".join(block.text for block in blocks)
-    assert blocks and len(blocks) == len(outcome.content), f"{name}: not text content: {_cut(outcome.content)}"
+    others = {block.type for block in outcome.content} - {"text"}
+    assert blocks, f"{name}: no text content: {_cut(outcome.content)}"
     if outcome.is_error:
+        assert not others, f"{name}: an error with {others} content: {_cut(outcome.content)}"
         tally.refused += 1
         tally.kinds[_kind(text)] += 1
         assert text.startswith("Error: "), f"{name}: an error result not starting 'Error:': {_cut(text)}"
@@ -410,6 +412,8 @@ def check_tool(name: str, outcome: Any, tally: Tally) -> None:
         assert len(text) <= MAX_ERROR_CHARS, f"{name}: error of {len(text)} chars: {_cut(text)}"
         return
     tally.ok += 1
+    # A cut reply links the resource with the full text (server/chat_result.py); nothing else but text.
+    assert others <= ({"resource_link"} if name == "kimi_chat" else set()), f"{name}: {others} content"
     if name == "kimi_chat":
         assert "[conversation_id: " in text and outcome.meta, f"kimi_chat: no footer/_meta: {_cut(text)}"
     else:
