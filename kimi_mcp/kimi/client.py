@@ -223,8 +223,10 @@ class KimiClient:
 
         def failure(response: httpx2.Response) -> Exception:
             sent = request_size(response.request)
+            # Moonshot's platform has no Kimi Code allow-list: a 403 there is not answered by switching wires.
+            allow_listed = kind_of_url(self.settings.base_url) != "moonshot_platform"
             return error_for_response(
-                response.status_code, response.content, response.headers, request_bytes=sent, wire="openai"
+                response.status_code, response.content, response.headers, request_bytes=sent, allow_listed=allow_listed
             )
 
         try:

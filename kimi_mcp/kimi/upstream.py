@@ -21,7 +21,6 @@ import httpx2
 from kimi_mcp import errors
 from kimi_mcp.logs import redact
 from kimi_mcp.netcause import describe_transport_error
-from kimi_mcp.settings import WireProtocol
 
 # A tool call that waits minutes on a rate limit looks hung to the host: give up and say so instead.
 MAX_RETRY_AFTER_SECONDS = 30.0
@@ -123,12 +122,12 @@ def error_for_response(
     headers: httpx2.Headers | dict[str, str] | None = None,
     *,
     request_bytes: int | None = None,
-    wire: WireProtocol = "anthropic",
+    allow_listed: bool = False,
 ) -> Exception:
     """The error to raise for a failed answer; `Rejected` for a 401 so the token can be recovered.
 
-    `wire` is the surface that answered: a 403 `access_terminated_error` on the OpenAI one is most likely its
-    allow-list (docs/kimi-api.md §2), and its message says so.
+    `allow_listed`: the surface that answered admits only allow-listed clients (Kimi Code's OpenAI surface, docs/
+    kimi-api.md §2), so a 403 `access_terminated_error` is most likely that, and the message says so.
     """
     error_type, message = error_details(body)
     # The service's own words go into messages the model reads: never let them carry a credential.
@@ -140,7 +139,7 @@ def error_for_response(
         return errors.MembershipExpired()
     if status == 403:
         if error_type == TERMINATED_ERROR_TYPE or TERMINATED_ERROR_TYPE in message:
-            return errors.AllowListRefused(detail) if wire == "openai" else errors.ClientRefused(detail)
+            return errors.AllowListRefused(detail) if allow_listed else errors.ClientRefused(detail)
         if is_busy(status, message):
             return errors.KimiBusy(detail)
         return errors.Forbidden(detail)

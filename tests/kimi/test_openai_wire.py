@@ -359,6 +359,34 @@ async def test_access_terminated_on_the_anthropic_wire_keeps_its_own_message(
 
 
 @pytest.mark.anyio
+async def test_access_terminated_on_moonshots_platform_does_not_advise_the_anthropic_wire(tmp_path: Path) -> None:
+    # The platform has no Kimi Code allow-list (docs/backends.md); which backend answered is known only by its host,
+    # so this one test answers from a mock transport standing in for api.moonshot.ai instead of the loopback fake.
+    seen: list[str] = []
+
+    def platform(request: httpx2.Request) -> httpx2.Response:
+        seen.append(str(request.url))
+        if request.url.path.endswith("/models"):
+            return httpx2.Response(200, json={"data": [{"id": "kimi-k2-0905-preview", "context_length": 262144}]})
+        return httpx2.Response(403, json={"error": {"type": "access_terminated_error", "message": "suspended"}})
+
+    settings = Settings.from_env(
+        {
+            "KIMI_API_KEY": "sk-platform-test",
+            "KIMI_CODE_BASE_URL": "https://api.moonshot.ai/v1",
+            "KIMI_CODE_PROTOCOL": "openai",
+            "KIMI_MCP_MODEL": "kimi-k2-0905-preview",
+            "KIMI_MCP_HOME": str(tmp_path),
+        }
+    )
+    async with KimiClient(settings, http=httpx2.AsyncClient(transport=httpx2.MockTransport(platform))) as kimi:
+        with pytest.raises(errors.ClientRefused) as err:
+            await kimi.chat(ask().model_copy(update={"model": "kimi-k2-0905-preview"}))
+    assert not isinstance(err.value, errors.AllowListRefused)
+    assert seen[-1] == "https://api.moonshot.ai/v1/chat/completions"
+
+
+@pytest.mark.anyio
 async def test_openai_environment_never_reaches_kimi(
     fake_kimi: FakeKimi, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
