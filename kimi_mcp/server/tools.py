@@ -35,8 +35,8 @@ MAX_FILE_ENTRIES_PER_CALL = 200
 
 CHAT_DESCRIPTION = (
     "Ask Kimi (Moonshot's kimi-for-coding, 262k-token context) and get its reply. Kimi sees ONLY what you put "
-    "in this call (prompt, system) plus earlier turns of the same conversation_id — not your files, tools or "
-    "chat. Good for a second opinion or review, reading long text you paste in, or a parallel sub-task. "
+    "in this call (prompt, system, media, files) plus earlier turns of the same conversation_id — not your tools "
+    "or chat. Good for a second opinion or review, reading long text you paste in, or a parallel sub-task. "
     "Returns the reply as text ending with a line [conversation_id: … · turn N]; pass the id back to continue "
     "the thread (cheap: Kimi caches the shared prefix). Long replies are cut; the footer then names the "
     "kimi://conversations/{id} resource with the full text. media: images/videos Kimi should see, as absolute "

@@ -152,7 +152,9 @@ async def test_cancelling_a_call_closes_the_upstream_stream_fast(
         listing = json.loads((await client.read_resource("kimi://conversations")).contents[0].text)
     upstream = fake_kimi.chat_requests()[0]
     assert upstream.disconnected_at is not None and not upstream.completed
-    assert upstream.disconnected_at - cancelled_at < 1.0
+    # Well before the ~3 s the stream had left: the cancellation closed it, the stream did not just end (and
+    # `completed` is False). Not tighter: a loaded CI machine delays the fake's thread noticing the close.
+    assert upstream.disconnected_at - cancelled_at < 2.0
     assert not after.is_error and reply_of(after) == "Fake Kimi reply to: next"
     assert [c["first_prompt_line"] for c in listing["conversations"]] == ["next"]  # the cancelled turn is not stored
 

@@ -146,8 +146,9 @@ async def test_same_image_is_uploaded_once_across_turns_restarts_and_token_refre
     assert len(views) == 3 and {url for view in views for url in view.media_urls} == {reference}
     assert [len(view.media_urls) for view in views] == [1, 2, 3]  # each turn's image, replayed in later turns
     # From turn 2 on the whole previous prompt, image reference included, is read from the emulated cache.
-    assert metas[1]["usage"]["cache_read_tokens"] > 0 and metas[2]["usage"]["cache_read_tokens"] > 0
-    assert metas[2]["usage"]["cache_read_tokens"] >= metas[1]["usage"]["cache_read_tokens"]
+    for previous, current in ((metas[0], metas[1]), (metas[1], metas[2])):
+        previous_prompt = previous["usage"]["input_tokens"] + previous["usage"]["cache_read_tokens"]
+        assert current["usage"]["cache_read_tokens"] >= 0.9 * previous_prompt - 256, (previous, current)
 
 
 async def test_a_sparse_file_over_the_limit_is_refused_before_any_byte_is_sent(
