@@ -1,22 +1,37 @@
 """Benchmark: kimi-mcp over streamable HTTP — many callers at once, and what it adds to one call.
 
-Everything runs against the fake Kimi on 127.0.0.1; each figure is a ratio against a baseline measured in the
-same run (the machine is shared and noisy). Servers run as separate processes, clients are `mcp.Client`s over
-HTTP with their own connection pools:
+Every party runs in a process of its own, each in a session of its own (`start_new_session`, as in
+bench_media.py: with the kernel's autogroup scheduling each session gets an equal share of a busy CPU, so on a
+2-core machine the load generator does not take the server's share, nor the server the fake's):
 
-- P4: 50 `kimi_chat` calls at once over 5 sessions, the fake taking `--latency` (200 ms) per answer, vs one
-  `kimi_chat` call alone at the same latency. Target: wall ≤ 1.5× one call, 0 errors. kimi-mcp runs with
-  KIMI_MCP_MAX_CONCURRENCY=50, so the per-credential limit (30 by default, docs/kimi-api.md §9) does not queue
-  the calls in two waves: this measures the server, not the limit.
-  The same 50-vs-one ratio for the bare server below (`p4_bare_*`) is the floor the SDK and this machine allow;
-  `*_cpu_s` say where the time went (the server process; the clients and the fake, which share this process).
-- P1 over HTTP: one `kimi_chat` call (token check, store, progress and all) vs one call of a bare `MCPServer`
-  HTTP app whose only tool streams the same request from the fake with httpx2. Target: ≤ 1.10×. Measured with
-  the fake answering at once (`p1_*`, the overhead laid bare) and at `--latency` (`p1_at_latency_*`).
+- the fake Kimi (`--fake`, run by the benchmark: a `FakeKimi` that queues paced answers on command);
+- `kimi-mcp serve --transport http` (KIMI_MCP_MAX_CONCURRENCY=50, so the per-credential limit, 30 by default,
+  docs/kimi-api.md §9, does not queue the calls in two waves: this measures the server, not the limit);
+- the baseline (`--bare-server`): a bare `MCPServer` streamable HTTP app whose one tool streams the same request
+  from the fake with httpx2, SSE answers like kimi-mcp;
+- the load generator (`--clients`, `--client-procs` of them, 1 by default): `mcp.Client`s over HTTP, each MCP
+  session with its own connection pool; they time every call themselves;
+- this process, which only coordinates (JSON lines over pipes) and reads /proc.
 
-    python bench/bench_http.py [--calls 30] [--rounds 3] [--latency 0.2]
+Figures, each a ratio against a baseline measured in the same run, in alternating order:
 
-`--bare-server UPSTREAM` is the baseline server itself (run by the benchmark, not by hand).
+- P1 over HTTP: one `kimi_chat` call (token check, store, progress and all) against one call of the bare app, the
+  two alternating call by call; with the fake answering at once (`p1_0ms`, the overhead laid bare) and at
+  `--latency` (`p1_latency`). Target ≤ 1.10×.
+- P4: in each of `--rounds` rounds, for each server (the order alternating by round): 5 calls alone at `--latency`,
+  then 50 calls at once over 5 fresh MCP sessions. Ratio: median wall of the 50 over the median single call, per
+  server. Target ≤ 1.5×, 0 errors. The bare server's ratio is the floor the SDK and this machine allow.
+  CPU seconds per party during each 50-call burst (/proc/<pid>/stat: the server, the fake, the clients, this
+  process), the whole machine's busy CPU (/proc/stat) — what the rest went to other sessions' work — and the load
+  average say where the time went.
+
+    python bench/bench_http.py [--calls 20] [--rounds 3] [--latency 0.2] [--client-procs 1] [--sessions 5]
+
+`--profile DIR` samples both servers with py-spy (`pip install py-spy`; it does not pause them, but takes CPU of its
+own: figures from such a run are for finding costs, not for the record). DIR/kimi.folded.txt and DIR/bare.folded.txt
+hold the folded stacks; the report adds each server's busy samples by package and its busiest functions (innermost
+frames; idle waits left out). `--calls 200 --rounds 1` profiles mostly single calls, `--calls 1 --rounds 10` bursts.
+`--fake`, `--bare-server UPSTREAM` and `--clients` are the benchmark's own children (not run by hand).
 """
 
 from __future__ import annotations
@@ -25,6 +40,7 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import statistics
@@ -33,35 +49,56 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
-
-import anyio
-import httpx2
-from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
-
-from kimi_mcp import logs
-from kimi_mcp.testing.fake_kimi import DEFAULT_API_KEY, FakeKimi, Reply
-from kimi_mcp.testing.fake_script import Usage, stream_events
+from typing import Any
 
 TOKEN = "bench-http-token-0123456789abcdef"
 READY = "serving MCP on "
-SESSIONS = 5
-CONCURRENT = 50
 ANSWER = "Bench answer."
+SINGLES = 5  # calls alone per server and round: the P4 denominator
+WARM_UP = 3
 
 
-# -- the baseline server: a bare MCPServer whose one tool streams from the fake ---------------------------------
+# -- child: the fake Kimi, pacing its answers on command --------------------------------------------------------
+
+
+def run_fake() -> None:
+    """FakeKimi on 127.0.0.1; prints {"base_url"} then answers one JSON line per command line on stdin."""
+    from kimi_mcp.testing.fake_kimi import FakeKimi, Reply
+    from kimi_mcp.testing.fake_script import Usage, stream_events
+
+    events = len(stream_events(Reply(text=ANSWER), message_id="m", model="m", usage=Usage()))
+    with FakeKimi() as fake:
+        print(json.dumps({"base_url": fake.base_url}), flush=True)
+        for line in sys.stdin:
+            command = json.loads(line)
+            if command["op"] == "pace":  # `count` answers taking about `latency` s each, spread over the events
+                delay = command["latency"] / (events - 1)
+                fake.script(*[Reply(text=ANSWER, delay=delay) for _ in range(command["count"])])
+                reply: dict[str, Any] = {}
+            elif command["op"] == "reset":
+                fake.max_messages_in_flight = fake.messages_in_flight
+                reply = {}
+            else:  # stats
+                reply = {"max_in_flight": fake.max_messages_in_flight, "chat_requests": len(fake.chat_requests())}
+            print(json.dumps(reply), flush=True)
+
+
+# -- child: the baseline server, a bare MCPServer whose one tool streams from the fake --------------------------
 
 
 def serve_bare(upstream: str) -> None:
     """An MCPServer over streamable HTTP (SSE answers, like kimi-mcp), one tool, one httpx2 pool."""
+    import anyio
+    import httpx2
     import uvicorn
     from mcp.server import MCPServer
 
-    server = MCPServer("bare")
+    from kimi_mcp.testing.fake_kimi import DEFAULT_API_KEY
+
+    server = MCPServer("bare", log_level="WARNING")  # no line per request: the floor, not a chatty server
     pool: list[httpx2.AsyncClient] = []
 
     @server.tool()
@@ -91,18 +128,112 @@ def serve_bare(upstream: str) -> None:
     anyio.run(uvicorn.Server(config).serve, [sock])
 
 
-# -- processes and sessions -----------------------------------------------------------------------------------
+# -- child: the load generator, MCP clients that time their own calls --------------------------------------------
 
 
-class ServerProcess:
-    """A server child process; its stderr is drained by a thread until it prints the URL it serves."""
+def run_clients() -> None:
+    """Holds named groups of MCP sessions; one JSON command per stdin line, one JSON answer per stdout line.
 
-    def __init__(self, command: list[str], env: dict[str, str]) -> None:
-        self.process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+    `open` {name, url, token, count} opens `count` sessions; `close` {name}; `call` {name, tool} one call on the
+    group's first session, timed; `burst` {name, tool, count} that many calls at once over the group's sessions,
+    answered with monotonic start and end (comparable across processes on Linux) and the failures.
+    """
+    import anyio
+    import httpx2
+    from mcp import Client
+    from mcp.client.streamable_http import streamable_http_client
+
+    logging.basicConfig(level=logging.WARNING)  # the client logs every session id at INFO
+
+    @asynccontextmanager
+    async def session(url: str, token: str | None) -> AsyncIterator[Client]:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        async with httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(120, read=300)) as http:
+            async with Client(streamable_http_client(url, http_client=http), mode="legacy") as client:
+                yield client
+
+    async def call(client: Client, tool: str, prompt: str) -> str | None:
+        """None on success, else what went wrong."""
+        try:
+            result = await client.call_tool(tool, {"prompt": prompt})
+        except Exception as exc:  # a failed call is a figure here, not the end of the benchmark
+            return f"{type(exc).__name__}: {exc}"
+        return str(result.content)[:300] if result.is_error else None
+
+    async def burst(clients: list[Client], tool: str, count: int) -> dict[str, Any]:
+        errors: list[str] = []
+
+        async def one(n: int) -> None:
+            error = await call(clients[n % len(clients)], tool, f"concurrent {n}")
+            if error is not None:
+                errors.append(error)
+
+        start = time.monotonic()
+        async with anyio.create_task_group() as group:
+            for n in range(count):
+                group.start_soon(one, n)
+        return {"start": start, "end": time.monotonic(), "failed": len(errors), "errors": errors[:3]}
+
+    async def main() -> None:
+        groups: dict[str, tuple[AsyncExitStack, list[Client]]] = {}
+        while line := await anyio.to_thread.run_sync(sys.stdin.readline):
+            command = json.loads(line)
+            op, name = command["op"], command["name"]
+            reply: dict[str, Any] = {}
+            if op == "open":
+                stack = AsyncExitStack()
+                clients = [
+                    await stack.enter_async_context(session(command["url"], command["token"]))
+                    for _ in range(command["count"])
+                ]
+                groups[name] = (stack, clients)
+            elif op == "close":
+                stack, _ = groups.pop(name)
+                await stack.aclose()
+            elif op == "list":  # what a host does on connecting; kimi-mcp starts its warm-up then
+                await groups[name][1][0].list_tools()
+            elif op == "call":
+                started = time.perf_counter()
+                error = await call(groups[name][1][0], command["tool"], "alone")
+                reply = {"s": time.perf_counter() - started, "error": error}
+            elif op == "burst":
+                reply = await burst(groups[name][1], command["tool"], command["count"])
+            print(json.dumps(reply), flush=True)
+        for stack, _ in groups.values():
+            await stack.aclose()
+
+    anyio.run(main)
+
+
+# -- the coordinator: processes, /proc ----------------------------------------------------------------------------
+
+
+class Child:
+    """A child process in a session of its own; stderr drained by a thread (servers print their URL there)."""
+
+    nice: int | None = None  # the autogroup nice value given to every child's session (`--nice`)
+
+    def __init__(self, role: str, command: list[str], env: dict[str, str]) -> None:
+        self.role = role
+        self.process = subprocess.Popen(
+            command,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
         self.lines: list[str] = []
         self.url: str | None = None
         self._ready = threading.Event()
         threading.Thread(target=self._drain, daemon=True).start()
+        if Child.nice is not None:
+            set_autogroup_nice(self.process.pid, Child.nice)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
 
     def _drain(self) -> None:
         assert self.process.stderr is not None
@@ -116,160 +247,339 @@ class ServerProcess:
     def wait_url(self) -> str:
         self._ready.wait(120)
         if self.url is None:
-            raise RuntimeError("server did not start:\n" + "".join(self.lines))
+            raise RuntimeError(f"{self.role} did not start:\n" + "".join(self.lines))
         return self.url
 
+    def send(self, command: dict[str, Any]) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(json.dumps(command) + "\n")
+        self.process.stdin.flush()
+
+    def receive(self) -> dict[str, Any]:
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"{self.role} ended:\n" + "".join(self.lines[-30:]))
+        return json.loads(line)
+
+    def ask(self, command: dict[str, Any]) -> dict[str, Any]:
+        self.send(command)
+        return self.receive()
+
     def stop(self) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        self.process.wait(60)
-
-
-@asynccontextmanager
-async def session(url: str, token: str | None) -> AsyncIterator[Client]:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    async with httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(120, read=300)) as http:
-        async with Client(streamable_http_client(url, http_client=http), mode="legacy") as client:
-            yield client
-
-
-def paced(fake: FakeKimi, latency: float, count: int) -> None:
-    """Queue `count` answers that each take about `latency` seconds, spread over the stream's events."""
-    events = len(stream_events(Reply(text=ANSWER), message_id="m", model="m", usage=Usage()))
-    fake.script(*[Reply(text=ANSWER, delay=latency / (events - 1)) for _ in range(count)])
-
-
-# -- measurements ---------------------------------------------------------------------------------------------
-
-
-async def timed(call: Callable[[], Awaitable[object]]) -> float:
-    started = time.perf_counter()
-    await call()
-    return time.perf_counter() - started
-
-
-async def p1(kimi_url: str, bare_url: str, calls: int) -> dict[str, float]:
-    """Median seconds of one call, the two servers in alternating order (fake answers at once)."""
-    kimi_samples, bare_samples = [], []
-    async with session(kimi_url, TOKEN) as kimi, session(bare_url, None) as bare:
-
-        async def kimi_call() -> None:
-            result = await kimi.call_tool("kimi_chat", {"prompt": "q"})
-            assert not result.is_error, result
-
-        async def bare_call() -> None:
-            result = await bare.call_tool("chat", {"prompt": "q"})
-            assert not result.is_error, result
-
-        for _ in range(3):  # warm-up: imports, pools, the store
-            await kimi_call()
-            await bare_call()
-        for i in range(calls):
-            pair = [(kimi_samples, kimi_call), (bare_samples, bare_call)]
-            for samples, call in pair if i % 2 == 0 else reversed(pair):
-                samples.append(await timed(call))
-    return {"p1_kimi_chat_s": statistics.median(kimi_samples), "p1_bare_sdk_s": statistics.median(bare_samples)}
-
-
-async def fifty_at_once(url: str, token: str | None, tool: str) -> tuple[float, int]:
-    """Wall seconds of 50 calls at once over 5 fresh sessions, and how many failed."""
-    failed = 0
-    async with (
-        session(url, token) as s0,
-        session(url, token) as s1,
-        session(url, token) as s2,
-        session(url, token) as s3,
-        session(url, token) as s4,
-    ):
-        clients = [s0, s1, s2, s3, s4]
-
-        async def call(n: int) -> None:
-            nonlocal failed
-            result = await clients[n % SESSIONS].call_tool(tool, {"prompt": f"concurrent {n}"})
-            failed += bool(result.is_error)
-
-        async def all_at_once() -> None:
-            async with anyio.create_task_group() as group:
-                for n in range(CONCURRENT):
-                    group.start_soon(call, n)
-
-        return await timed(all_at_once), failed
+        if self.process.stdin is not None:
+            self.process.stdin.close()  # the fake and the clients end at the end of their input
+        try:
+            self.process.wait(0 if self.url else 10)
+        except subprocess.TimeoutExpired:
+            self.process.send_signal(signal.SIGTERM)  # the servers drain and exit 0
+            try:
+                self.process.wait(60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds a process has used so far (Linux /proc)."""
+    """User + system CPU seconds a process (all its threads) has used so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def p4(
-    fake: FakeKimi, server: ServerProcess, token: str | None, tool: str, latency: float, rounds: int
-) -> dict[str, float]:
-    """One call alone (median of 5), then `rounds` rounds of 50 at once (median wall), at the fake's latency."""
-    url = server.wait_url()
-    async with session(url, token) as alone:
-        singles = []
-        for _ in range(5):
-            paced(fake, latency, 1)
-            singles.append(await timed(lambda: alone.call_tool(tool, {"prompt": "alone"})))
-    walls, errors, server_cpu, bench_cpu = [], 0, [], []
-    fake.max_messages_in_flight = 0
-    for _ in range(rounds):
-        paced(fake, latency, CONCURRENT)
-        server_before, bench_before = cpu_seconds(server.process.pid), time.process_time()
-        wall, failed = await fifty_at_once(url, token, tool)
-        server_cpu.append(cpu_seconds(server.process.pid) - server_before)
-        bench_cpu.append(time.process_time() - bench_before)  # clients and the fake, in this process
-        walls.append(wall)
-        errors += failed
-    return {
-        "one_call_s": statistics.median(singles),
-        "fifty_wall_s": statistics.median(walls),
-        "fifty_wall_worst_s": max(walls),
-        "errors": errors,
-        "max_in_flight_at_fake": fake.max_messages_in_flight,
-        "fifty_server_cpu_s": statistics.median(server_cpu),
-        "fifty_clients_and_fake_cpu_s": statistics.median(bench_cpu),
-    }
+def machine_cpu() -> tuple[float, float]:
+    """CPU seconds the whole machine has spent busy (user, nice, system, irq, softirq) and stolen by the host."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+    tick = os.sysconf("SC_CLK_TCK")
+    return (user + nice + system + irq + softirq) / tick, steal / tick
 
 
-async def main(calls: int, rounds: int, latency: float) -> None:
-    path = {"PATH": os.environ.get("PATH", "")}
-    with FakeKimi() as fake, tempfile.TemporaryDirectory() as home:
-        env = {**path, "KIMI_API_KEY": DEFAULT_API_KEY, "KIMI_CODE_BASE_URL": fake.base_url, "KIMI_MCP_HOME": home}
-        env |= {"KIMI_MCP_HTTP_TOKEN": TOKEN, "KIMI_MCP_MAX_CONCURRENCY": str(CONCURRENT)}
-        kimi_mcp = Path(sys.executable).parent / "kimi-mcp"
-        kimi = ServerProcess([str(kimi_mcp), "serve", "--transport", "http", "--port", "0"], env)
-        bare = ServerProcess([sys.executable, __file__, "--bare-server", fake.base_url], path)
+def idle(pid: int, *, quiet_s: float = 0.5, cpu_share: float = 0.05, limit_s: float = 60.0) -> None:
+    """Wait until process `pid` uses under `cpu_share` of a core over `quiet_s` (its warm-up is over)."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        before = cpu_seconds(pid)
+        time.sleep(quiet_s)
+        if cpu_seconds(pid) - before < cpu_share * quiet_s:
+            return
+
+
+def set_autogroup_nice(pid: int, nice: int) -> None:
+    """The nice value of the scheduling group (the session) of `pid`: what it weighs against other sessions."""
+    Path(f"/proc/{pid}/autogroup").write_text(str(nice))
+
+
+def load_average() -> float:
+    return float(Path("/proc/loadavg").read_text().split()[0])
+
+
+class Bench:
+    """The children, and the measurements made through them."""
+
+    def __init__(self, client_procs: int, sessions: int, concurrent: int) -> None:
+        self.sessions, self.concurrent = sessions, concurrent
+        self.latency = 0.0  # the fake's answer time in the bursts (set by `p4`)
+        me = [sys.executable, __file__]
+        path = {"PATH": os.environ.get("PATH", "")}
+        self.fake = Child("fake", [*me, "--fake"], path)
+        base_url = self.fake.receive()["base_url"]
+        env = {**path, "KIMI_CODE_BASE_URL": base_url, "KIMI_MCP_HOME": tempfile.mkdtemp(prefix="bench-http-")}
+        env |= {"KIMI_API_KEY": "sk-kimi-test-key", "KIMI_MCP_HTTP_TOKEN": TOKEN}
+        env |= {"KIMI_MCP_MAX_CONCURRENCY": str(concurrent)}
+        self.home = env["KIMI_MCP_HOME"]
+        kimi_mcp = str(Path(sys.executable).parent / "kimi-mcp")
+        self.servers = {
+            "kimi": Child("kimi-mcp", [kimi_mcp, "serve", "--transport", "http", "--port", "0"], env),
+            "bare": Child("bare SDK server", [*me, "--bare-server", base_url], path),
+        }
+        self.tools = {"kimi": "kimi_chat", "bare": "chat"}
+        self.tokens = {"kimi": TOKEN, "bare": None}
+        self.clients = [Child(f"clients {i}", [*me, "--clients"], path) for i in range(client_procs)]
+
+    def stop(self) -> None:
+        for child in [*self.clients, *self.servers.values(), self.fake]:
+            child.stop()
+        shutil.rmtree(self.home, ignore_errors=True)
+
+    def start(self) -> None:
+        """One session per server on the first client process (for the single calls). Each server is brought to
+        the state a host's server is in when the calls come: the tools listed, kimi-mcp's warm-up over (the SDK
+        import, then its objects frozen out of the collector's way: server/warmup.py), a few calls made."""
+        for name, server in self.servers.items():
+            self.clients[0].ask({"op": "open", "name": name, "url": server.wait_url(), "token": self.tokens[name],
+                                 "count": 1})  # fmt: skip
+            self.clients[0].ask({"op": "list", "name": name})
+            idle(server.pid)
+            for _ in range(WARM_UP):  # pools, the store
+                self.call(name)
+
+    def call(self, name: str) -> float:
+        reply = self.clients[0].ask({"op": "call", "name": name, "tool": self.tools[name]})
+        if reply["error"]:
+            raise RuntimeError(f"{name} call failed: {reply['error']}")
+        return reply["s"]
+
+    def pace(self, count: int, latency: float) -> None:
+        if latency:
+            self.fake.ask({"op": "pace", "count": count, "latency": latency})
+
+    def p1(self, calls: int, latency: float) -> dict[str, list[float]]:
+        """One call at a time, kimi-mcp and the bare server alternating (who goes first alternating too)."""
+        samples: dict[str, list[float]] = {"kimi": [], "bare": []}
+        self.pace(2 * calls, latency)
+        for i in range(calls):
+            for name in ("kimi", "bare") if i % 2 == 0 else ("bare", "kimi"):
+                samples[name].append(self.call(name))
+        return samples
+
+    def burst(self, name: str) -> dict[str, Any]:
+        """`concurrent` calls at once over `sessions` fresh sessions, spread over the client processes."""
+        procs = len(self.clients)
+        url, token, tool = self.servers[name].wait_url(), self.tokens[name], self.tools[name]
+        for i, client in enumerate(self.clients):
+            count = max(1, self.sessions // procs + (i < self.sessions % procs))
+            client.ask({"op": "open", "name": "burst", "url": url, "token": token, "count": count})
+        self.fake.ask({"op": "reset"})
+        self.pace(self.concurrent, self.latency)
+        pids = {"server": self.servers[name].pid, "fake": self.fake.pid}
+        pids |= {f"clients_{i}": c.pid for i, c in enumerate(self.clients)}
+        before = {party: cpu_seconds(pid) for party, pid in pids.items()}
+        machine_before, steal_before, me_before = *machine_cpu(), time.process_time()
+        load_before = load_average()
+        for i, client in enumerate(self.clients):
+            share = self.concurrent // procs + (i < self.concurrent % procs)
+            client.send({"op": "burst", "name": "burst", "tool": tool, "count": share})
+        replies = [client.receive() for client in self.clients]
+        cpu = {party: cpu_seconds(pid) - before[party] for party, pid in pids.items()}
+        machine_after, steal_after = machine_cpu()
+        cpu["coordinator"] = time.process_time() - me_before
+        stats = self.fake.ask({"op": "stats"})
+        for client in self.clients:
+            client.ask({"op": "close", "name": "burst"})
+        wall = max(r["end"] for r in replies) - min(r["start"] for r in replies)
+        ours = sum(cpu.values())
+        cpu["clients"] = sum(v for k, v in cpu.items() if k.startswith("clients_"))
+        return {
+            "wall_s": wall,
+            "failed": sum(r["failed"] for r in replies),
+            "errors": [e for r in replies for e in r["errors"]][:3],
+            "max_in_flight_at_fake": stats["max_in_flight"],
+            "cpu_s": cpu,
+            "machine_busy_s": machine_after - machine_before,
+            "others_s": machine_after - machine_before - ours,
+            "steal_s": steal_after - steal_before,
+            "capacity_s": wall * (os.cpu_count() or 1),
+            "load": [load_before, load_average()],
+        }
+
+    def p4(self, rounds: int, latency: float, names: tuple[str, ...]) -> dict[str, dict[str, list[Any]]]:
+        self.latency = latency
+        results: dict[str, dict[str, list[Any]]] = {n: {"singles": [], "single_cpu": [], "bursts": []} for n in names}
+        for r in range(rounds):
+            for name in names if r % 2 == 0 else tuple(reversed(names)):
+                self.pace(SINGLES, latency)
+                server_cpu = cpu_seconds(self.servers[name].pid)
+                results[name]["singles"] += [self.call(name) for _ in range(SINGLES)]
+                results[name]["single_cpu"].append((cpu_seconds(self.servers[name].pid) - server_cpu) / SINGLES)
+                burst = self.burst(name)
+                results[name]["bursts"].append(burst)
+                print(
+                    f"round {r + 1} {name}: one call {statistics.median(results[name]['singles'][-SINGLES:]):.3f} s, "
+                    f"50 at once {burst['wall_s']:.3f} s, failed {burst['failed']}, cpu "
+                    + ", ".join(f"{k} {v:.2f}" for k, v in burst["cpu_s"].items() if not k.startswith("clients_"))
+                    + f", machine busy {burst['machine_busy_s']:.2f} of {burst['capacity_s']:.2f} s"
+                    f" (others {burst['others_s']:.2f}), load {burst['load'][0]:.1f}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+        return results
+
+
+# -- profiling (optional) -----------------------------------------------------------------------------------------
+
+
+class PySpy:
+    """py-spy sampling one process (without pausing it) into folded stacks, from start to `stop()`."""
+
+    def __init__(self, pid: int, output: Path) -> None:
+        spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+        self.output = output
+        flags = os.environ.get("BENCH_PYSPY_FLAGS", "--nonblocking").split()  # e.g. "--native --gil"
+        command = [spy, "record", "--pid", str(pid), "--rate", "200", "--format", "raw", *flags]
+        self.process = subprocess.Popen([*command, "-o", str(output)], stdout=subprocess.DEVNULL)
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGINT)
+        self.process.wait(60)
+
+
+IDLE_FRAMES = ("EpollSelector.select", "Condition.wait", "Event.wait", "Thread.join")
+
+
+def package_of(frame: str) -> str:
+    """`func (path/to/module.py:line)` → the top package (`kimi_mcp`, `anthropic`, `asyncio`, ...)."""
+    where = frame.rpartition(" (")[2]
+    return where.split("/", 1)[0].split(".py", 1)[0] if "/" in where else where.split(".py", 1)[0]
+
+
+def profile_summary(path: Path, top: int = 12) -> dict[str, Any]:
+    """Busy samples (idle waits left out) by the package of the innermost frame, and the busiest functions."""
+    by_package: dict[str, int] = {}
+    by_function: dict[str, int] = {}
+    busy = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = stack.split(";")
+        if frames[-1].startswith(IDLE_FRAMES):
+            continue
+        n = int(count)
+        busy += n
+        by_package[package_of(frames[-1])] = by_package.get(package_of(frames[-1]), 0) + n
+        by_function[frames[-1]] = by_function.get(frames[-1], 0) + n
+
+    def shares(counts: dict[str, int]) -> dict[str, float]:
+        ranked = sorted(counts.items(), key=lambda item: -item[1])[:top]
+        return {name: round(n / busy, 3) for name, n in ranked}
+
+    return {"busy_samples": busy, "self_by_package": shares(by_package), "self_by_function": shares(by_function)}
+
+
+# -- report -------------------------------------------------------------------------------------------------------
+
+
+def summary(p1_0: dict[str, list[float]], p1_l: dict[str, list[float]], p4: dict[str, dict[str, list[Any]]],
+            load: list[float], args: argparse.Namespace) -> dict[str, Any]:  # fmt: skip
+    med = statistics.median
+    report: dict[str, Any] = {"latency_s": args.latency, "client_procs": args.client_procs, "sessions": args.sessions}
+    report["nice"] = args.nice
+    if p1_0:
+        report |= {
+            "p1_0ms_kimi_s": round(med(p1_0["kimi"]), 4),
+            "p1_0ms_bare_s": round(med(p1_0["bare"]), 4),
+            "p1_0ms_ratio": round(med(p1_0["kimi"]) / med(p1_0["bare"]), 2),
+            "p1_latency_kimi_s": round(med(p1_l["kimi"]), 4),
+            "p1_latency_bare_s": round(med(p1_l["bare"]), 4),
+            "p1_latency_ratio": round(med(p1_l["kimi"]) / med(p1_l["bare"]), 2),
+        }
+    calls = args.concurrent
+    for name, result in p4.items():
+        bursts = result["bursts"]
+        one, fifty = med(result["singles"]), med(b["wall_s"] for b in bursts)
+        parties = bursts[0]["cpu_s"].keys()
+        report[f"p4_{name}"] = {
+            "one_call_s": round(one, 4),
+            "fifty_wall_s": round(fifty, 4),
+            "fifty_walls_s": [round(b["wall_s"], 3) for b in bursts],
+            "ratio": round(fifty / one, 2),
+            "one_call_server_cpu_ms": round(1000 * med(result["single_cpu"]), 1),
+            "fifty_server_cpu_per_call_ms": round(1000 * med(b["cpu_s"]["server"] for b in bursts) / calls, 1),
+            "errors": sum(b["failed"] for b in bursts),
+            "first_errors": [e for b in bursts for e in b["errors"]][:3],
+            "max_in_flight_at_fake": max(b["max_in_flight_at_fake"] for b in bursts),
+            "cpu_s_median": {p: round(med(b["cpu_s"][p] for b in bursts), 2) for p in parties},
+            "machine_busy_s_median": round(med(b["machine_busy_s"] for b in bursts), 2),
+            "others_s_median": round(med(b["others_s"] for b in bursts), 2),
+            "capacity_s_median": round(med(b["capacity_s"] for b in bursts), 2),
+            "steal_s_median": round(med(b["steal_s"] for b in bursts), 2),
+            "load_during": [min(b["load"][0] for b in bursts), max(b["load"][1] for b in bursts)],
+        }
+    report["load_average_1m_before_after"] = load
+    report["cores"] = os.cpu_count()
+    return report
+
+
+def main(args: argparse.Namespace) -> None:
+    if args.nice is not None:
+        Child.nice = args.nice
+        set_autogroup_nice(os.getpid(), args.nice)
+    load = [load_average()]
+    bench = Bench(args.client_procs, args.sessions, args.concurrent)
+    p1_0: dict[str, list[float]] = {}
+    p1_l: dict[str, list[float]] = {}
+    profiles: dict[str, Any] = {}
+    try:
+        bench.start()
+        spies: dict[str, PySpy] = {}
+        if args.profile:
+            folder = Path(args.profile)
+            folder.mkdir(parents=True, exist_ok=True)
+            spies = {name: PySpy(s.pid, folder / f"{name}.folded.txt") for name, s in bench.servers.items()}
+            time.sleep(1.0)  # py-spy attaches
         try:
-            kimi_url, bare_url = kimi.wait_url(), bare.wait_url()
-            one = await p1(kimi_url, bare_url, calls)
-            many = await p4(fake, kimi, TOKEN, "kimi_chat", latency, rounds)
-            bare_many = await p4(fake, bare, None, "chat", latency, rounds)
+            p1_0 = bench.p1(args.calls, 0.0)
+            p1_l = bench.p1(args.calls, args.latency)
+            p4 = bench.p4(args.rounds, args.latency, ("kimi", "bare"))
         finally:
-            kimi.stop()
-            bare.stop()
-    figures = {**one, **{f"p4_{k}": v for k, v in many.items()}, **{f"p4_bare_{k}": v for k, v in bare_many.items()}}
-    report = {
-        **{key: round(value, 4) for key, value in figures.items()},
-        "p4_fifty_vs_one_call": round(many["fifty_wall_s"] / many["one_call_s"], 2),
-        "p4_bare_fifty_vs_one_call": round(bare_many["fifty_wall_s"] / bare_many["one_call_s"], 2),
-        "p1_kimi_chat_vs_bare_sdk": round(one["p1_kimi_chat_s"] / one["p1_bare_sdk_s"], 2),
-        "p1_at_latency_kimi_chat_vs_bare_sdk": round(many["one_call_s"] / bare_many["one_call_s"], 2),
-        "latency_s": latency,
-    }
-    print(json.dumps(report, indent=2))
+            for spy in spies.values():
+                spy.stop()
+        profiles = {f"profile_{name}": profile_summary(spy.output) for name, spy in spies.items()}
+    finally:
+        bench.stop()
+    load.append(load_average())
+    # What the servers wrote besides their start line (a warning or an error per call would show here).
+    logged = {f"{name}_stderr": [f"{len(s.lines)} lines", *s.lines[1:][-3:]] for name, s in bench.servers.items()}
+    print(json.dumps(summary(p1_0, p1_l, p4, load, args) | profiles | logged, indent=2))
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--calls", type=int, default=30)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--latency", type=float, default=0.2)
+    parser.add_argument("--calls", type=int, default=20, help="P1 calls per server and latency (default 20)")
+    parser.add_argument("--rounds", type=int, default=3, help="P4 rounds (default 3)")
+    parser.add_argument("--latency", type=float, default=0.2, help="the fake's answer time in P4 (default 0.2 s)")
+    parser.add_argument("--concurrent", type=int, default=50, help="calls at once in P4 (default 50)")
+    parser.add_argument("--sessions", type=int, default=5, help="MCP sessions the calls share (default 5)")
+    parser.add_argument("--client-procs", type=int, default=1, help="load-generator processes (default 1)")
+    parser.add_argument("--nice", type=int, help="autogroup nice of every party's session (root: e.g. -10)")
+    parser.add_argument("--profile", metavar="DIR", help="py-spy both servers (for finding costs)")
+    parser.add_argument("--fake", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--bare-server", metavar="UPSTREAM", help=argparse.SUPPRESS)
+    parser.add_argument("--clients", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.bare_server:
+    if args.fake:
+        run_fake()
+    elif args.bare_server:
         serve_bare(args.bare_server)
+    elif args.clients:
+        run_clients()
     else:
-        logs.configure(debug=False)
-        logging.getLogger("mcp").setLevel(logging.WARNING)  # the client logs every session id at INFO
-        anyio.run(main, args.calls, args.rounds, args.latency)
+        main(args)
