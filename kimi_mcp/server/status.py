@@ -7,11 +7,13 @@ pay-as-you-go platform, a gateway) reports `quota_available: false` with a note,
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kimi_mcp import errors
-from kimi_mcp.kimi.backend import BackendReport, probe
 from kimi_mcp.server.state import AppState
+
+if TYPE_CHECKING:
+    from kimi_mcp.kimi.backend import BackendReport
 
 # The backend's fields that the status document shows at its top level instead (as before there was a backend part).
 _TOP_LEVEL = {"quota", "quota_available", "quota_problem", "credential_problem", "models_problem"}
@@ -43,6 +45,8 @@ async def login_status(state: AppState) -> dict[str, Any]:
     if not report["logged_in"]:
         report["next_step"] = errors.LoginRequired().message
         return report
+    from kimi_mcp.kimi.backend import probe  # on first use: the server starts without the side-API models
+
     backend = await probe(state.kimi)
     report["backend"] = backend.model_dump(mode="json", exclude=_TOP_LEVEL, exclude_none=True)
     report.update(quota_fields(backend))
