@@ -142,9 +142,12 @@ async def test_429_retry_after_in_seconds_is_waited_then_named(
 async def test_429_retry_after_as_an_http_date_is_waited_then_named(
     wire: str, kimi_env: dict[str, str], fake_kimi: FakeKimi
 ) -> None:
+    retry_not_before: list[int] = []
+
     def steps() -> list[Reply | Fault]:
-        # Whole seconds: a wait of 1 to 2 s before the first retry; by the second the date has passed.
-        when = formatdate(int(time.time()) + 2, usegmt=True)
+        # Whole seconds, 2 s ahead of when the steps are made; by the second retry the date has passed.
+        retry_not_before.append(int(time.time()) + 2)
+        when = formatdate(retry_not_before[-1], usegmt=True)
         return [
             Fault(429, "rate_limit_error", "Too many requests, slow down", headers={"retry-after": when})
         ] * TRANSIENT_ATTEMPTS
@@ -152,7 +155,12 @@ async def test_429_retry_after_as_an_http_date_is_waited_then_named(
     run = await run_fault(kimi_env, fake_kimi, make_steps=steps)
     assert_clean_failure(run, attempts=TRANSIENT_ATTEMPTS, says=["rate-limiting requests (429)"])
     assert [r.status for r in run.attempts] == [429] * TRANSIENT_ATTEMPTS
-    assert gaps(run.attempts)[0] >= 0.9, gaps(run.attempts)
+    # The first retry came no earlier than the date said (its arrival on the wall clock, from the monotonic record;
+    # 0.1 s for the two clocks read apart). Measured against the date, not the first answer, which a slow start
+    # may have delayed past part of the wait.
+    wall_offset = time.time() - time.monotonic()
+    first_retry_at = run.attempts[1].received_at + wall_offset
+    assert first_retry_at >= retry_not_before[0] - 0.1, (first_retry_at, retry_not_before)
 
 
 async def test_5xx_is_retried_with_backoff_then_named(wire: str, kimi_env: dict[str, str], fake_kimi: FakeKimi) -> None:
@@ -212,8 +220,8 @@ async def test_a_server_that_accepts_and_never_answers_is_given_up_after_the_idl
     )
     # each attempt waited out the idle limit, then the client left (not KIMI_MCP_TIMEOUT's 30 s)
     waits = [r.disconnected_at - r.received_at for r in run.attempts if r.disconnected_at is not None]
-    assert len(waits) == TRANSIENT_ATTEMPTS and all(0.9 <= wait < 5 for wait in waits), waits
-    assert run.elapsed < 15, run.elapsed
+    assert len(waits) == TRANSIENT_ATTEMPTS and all(0.9 <= wait < 10 for wait in waits), waits
+    assert run.elapsed < 25, run.elapsed  # under the call's 30 s KIMI_MCP_TIMEOUT, on a loaded machine too
 
 
 # -- faults after the answer began: not retried (the reply had begun), named ------------------------------------
@@ -238,7 +246,7 @@ async def test_a_stream_that_stalls_between_events_ends_after_the_idle_limit(
     )
     [attempt] = run.attempts
     assert attempt.status == 200 and attempt.disconnected_at is not None  # we hung up on the silent stream
-    assert 0.9 <= run.elapsed < 10, run.elapsed
+    assert 0.9 <= run.elapsed < 20, run.elapsed
 
 
 async def test_malformed_sse_is_named_and_not_retried(wire: str, kimi_env: dict[str, str], fake_kimi: FakeKimi) -> None:
