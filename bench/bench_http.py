@@ -33,8 +33,10 @@ Figures, each a ratio against a baseline measured in the same run, in alternatin
 
     python bench/bench_http.py [--calls 20] [--rounds 3] [--latency 0.2] [--client-procs 1] [--sessions 5]
 
-`--nice -10` (root) gives every party's session that autogroup nice value, so that on a shared machine they get
-the CPU first: what the stack does with the cores to itself, near enough. It slows everyone else's work meanwhile.
+`--one-session` keeps every party in the caller's session (one scheduling group, as an earlier version ran them),
+for comparison. `--nice -10` (root) gives every party's session that autogroup nice value (never the caller's own),
+so that on a shared machine they get the CPU first: what the stack does with the cores to itself, near enough. It
+slows everyone else's work meanwhile. (It needs the sessions of their own: not with `--one-session`.)
 `--profile DIR` samples both servers with py-spy (`pip install py-spy`; it does not pause them, but takes CPU of its
 own: figures from such a run are for finding costs, not for the record). DIR/kimi.folded.txt and DIR/bare.folded.txt
 hold the folded stacks; the report adds each server's busy samples by package and its busiest functions (innermost
@@ -220,6 +222,7 @@ class Child:
     """A child process in a session of its own; stderr drained by a thread (servers print their URL there)."""
 
     nice: int | None = None  # the autogroup nice value given to every child's session (`--nice`)
+    new_session = True  # False (`--one-session`): every child stays in the caller's session
 
     def __init__(self, role: str, command: list[str], env: dict[str, str]) -> None:
         self.role = role
@@ -230,13 +233,13 @@ class Child:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            start_new_session=True,
+            start_new_session=Child.new_session,
         )
         self.lines: list[str] = []
         self.url: str | None = None
         self._ready = threading.Event()
         threading.Thread(target=self._drain, daemon=True).start()
-        if Child.nice is not None:
+        if Child.nice is not None and Child.new_session:
             set_autogroup_nice(self.process.pid, Child.nice)
 
     @property
@@ -502,7 +505,7 @@ def summary(p1_0: dict[str, list[float]], p1_l: dict[str, list[float]], p4: dict
             load: list[float], args: argparse.Namespace) -> dict[str, Any]:  # fmt: skip
     med = statistics.median
     report: dict[str, Any] = {"latency_s": args.latency, "client_procs": args.client_procs, "sessions": args.sessions}
-    report["nice"] = args.nice
+    report["nice"], report["one_session"] = args.nice, args.one_session
     if p1_0:
         report |= {
             "p1_0ms_kimi_s": round(med(p1_0["kimi"]), 4),
@@ -540,10 +543,19 @@ def summary(p1_0: dict[str, list[float]], p1_l: dict[str, list[float]], p4: dict
     return report
 
 
+def exceptions_in(lines: list[str], most: int = 5) -> list[str]:
+    """The distinct `SomeError: message` lines of the tracebacks in a server's stderr."""
+    found: list[str] = []
+    for line in lines:
+        head = line.split(":", 1)[0]
+        if line[:1].isalpha() and head.endswith(("Error", "Exception", "Timeout")) and line.strip() not in found:
+            found.append(line.strip())
+    return found[:most]
+
+
 def main(args: argparse.Namespace) -> None:
-    if args.nice is not None:
-        Child.nice = args.nice
-        set_autogroup_nice(os.getpid(), args.nice)
+    Child.nice = args.nice  # not this process's own group: that is the caller's session (its shell's, say)
+    Child.new_session = not args.one_session
     load = [load_average()]
     bench = Bench(args.client_procs, args.sessions, args.concurrent)
     p1_0: dict[str, list[float]] = {}
@@ -568,8 +580,8 @@ def main(args: argparse.Namespace) -> None:
     finally:
         bench.stop()
     load.append(load_average())
-    # What the servers wrote besides their start line (a warning or an error per call would show here).
-    logged = {f"{name}_stderr": [f"{len(s.lines)} lines", *s.lines[1:][-3:]] for name, s in bench.servers.items()}
+    # What the servers logged: the count of lines, and the exceptions named (a traceback's last line).
+    logged = {f"{name}_stderr": [f"{len(s.lines)} lines", *exceptions_in(s.lines)] for name, s in bench.servers.items()}
     print(json.dumps(summary(p1_0, p1_l, p4, load, args) | profiles | logged, indent=2))
 
 
@@ -582,6 +594,7 @@ if __name__ == "__main__":
     parser.add_argument("--sessions", type=int, default=5, help="MCP sessions the calls share (default 5)")
     parser.add_argument("--client-procs", type=int, default=1, help="load-generator processes (default 1)")
     parser.add_argument("--nice", type=int, help="autogroup nice of every party's session (root: e.g. -10)")
+    parser.add_argument("--one-session", action="store_true", help="all parties in this session (for comparison)")
     parser.add_argument("--profile", metavar="DIR", help="py-spy both servers (for finding costs)")
     parser.add_argument("--fake", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--bare-server", metavar="UPSTREAM", help=argparse.SUPPRESS)
