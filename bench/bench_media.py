@@ -157,12 +157,14 @@ class FakeProcess:
         return self.env["KIMI_CODE_BASE_URL"]
 
     def stop(self) -> None:
-        self.process.send_signal(signal.SIGINT)  # its main() ends the server on KeyboardInterrupt
+        """SIGINT (its main() ends on KeyboardInterrupt), then SIGTERM: a benchmark started in the background of a
+        shell passes SIGINT on ignored, and the fake keeps nothing that needs a clean exit."""
+        self.process.send_signal(signal.SIGINT)
         try:
-            self.process.wait(30)
+            self.process.wait(5)
         except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+            self.process.terminate()
+            self.process.wait(30)
 
 
 # -- the three ways to upload -----------------------------------------------------------------------------------
