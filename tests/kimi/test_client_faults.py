@@ -105,14 +105,18 @@ async def test_plain_rate_limit_wording_is_retried(fake_kimi: FakeKimi, wire_set
 
 
 async def test_retry_after_as_an_http_date_is_waited_out(fake_kimi: FakeKimi, wire_settings: WireSettings) -> None:
-    # HTTP dates have whole seconds: this one means a wait of 1 to 2 s, well above the SDK's own backoff for a
-    # first retry (at most 0.5 s), which is what an unread date would give.
-    when = formatdate(int(time.time()) + 2, usegmt=True)
-    fake_kimi.script(Fault(429, "rate_limit_error", "slow down", headers={"retry-after": when}))
+    # HTTP dates have whole seconds: this one is 2 s ahead, well beyond the SDK's own backoff for a first retry
+    # (at most 0.5 s), which is what an unread date would give. The retry must not come before the date; measured
+    # against the date itself, since a slow start may have used up part of the wait before the first answer.
+    not_before = int(time.time()) + 2
+    fake_kimi.script(
+        Fault(429, "rate_limit_error", "slow down", headers={"retry-after": formatdate(not_before, usegmt=True)})
+    )
     async with KimiClient(wire_settings()) as kimi:
         await kimi.chat(ask())
-    first, second = fake_kimi.chat_requests()
-    assert second.received_at - first.received_at >= 0.9
+    _first_answered_429, second = fake_kimi.chat_requests()
+    retried_at = second.received_at + (time.time() - time.monotonic())  # the arrival on the wall clock
+    assert retried_at >= not_before - 0.1, (retried_at, not_before)
 
 
 async def test_retry_after_date_too_far_ahead_is_not_waited_for(
