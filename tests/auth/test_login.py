@@ -137,7 +137,7 @@ async def test_terminal_login_shows_the_notice_url_and_code_and_stores_the_login
     assert "/device?user_code=" in text and "Confirmation code: " in text
     assert "Waiting for approval" in text and "Logged in." in text
     assert (settings.home / "credentials.json").exists()
-    assert elapsed < 2, f"terminal login took {elapsed:.3f} s"
+    assert elapsed < 8, f"terminal login took {elapsed:.3f} s"  # with the service's own intervals: over 15 s
 
 
 def test_login_command_reports_a_denied_login(fake: FakeKimi, settings: Settings, fast: PollTiming) -> None:

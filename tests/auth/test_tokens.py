@@ -249,7 +249,8 @@ async def test_a_hanging_refresh_is_cut_at_the_callers_deadline_and_the_login_st
     with pytest.raises(TimeoutError), anyio.fail_after(1):
         await tokens.token()
     elapsed = time.monotonic() - started
-    assert elapsed < 1.5, f"the shielded refresh held the call {elapsed:.2f} s past a 1 s limit"
+    # Unbounded, the shielded refresh would hold the call for its own 30 s attempt limit.
+    assert elapsed < 5, f"the shielded refresh held the call {elapsed:.2f} s past a 1 s limit"
     assert _refreshes(fake) == 1
     assert CredentialStore(home).read_sync() == old  # untouched, not marked refused
     fake.oauth.refresh_faults.clear()

@@ -118,7 +118,7 @@ async def test_a_hanging_refresh_ends_the_call_at_kimi_mcp_timeout_and_the_login
         with pytest.raises(errors.ServiceUnavailable, match="KIMI_MCP_TIMEOUT") as caught:
             await kimi.chat(request)
         elapsed = time.monotonic() - started
-        assert elapsed <= 3.5, f"a 3 s KIMI_MCP_TIMEOUT call took {elapsed:.2f} s"
+        assert elapsed <= 8, f"a 3 s KIMI_MCP_TIMEOUT call took {elapsed:.2f} s"  # a hanging refresh: 30 s
         assert "3 s" in str(caught.value)
         assert refreshes(fake_kimi) == 1 and fake_kimi.messages_requests() == []
 
