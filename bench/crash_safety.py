@@ -2,9 +2,10 @@
 it left on disk.
 
 `--kills` rounds (200), every choice drawn from `random.Random(--seed)`. Each round starts a fresh `kimi-mcp serve`
-over stdio on one KIMI_MCP_HOME, reads `kimi://conversations` through it (the restart: this server opens the store
-the previous one was killed over), starts 1 to 3 `kimi_chat` calls at once (new conversations, and continuations of
-conversations answered in earlier rounds) and SIGKILLs the server at a point set by the round's kind, in turn:
+over stdio on one KIMI_MCP_HOME, on the Anthropic and the OpenAI wire alternately (KIMI_CODE_PROTOCOL), reads
+`kimi://conversations` through it (the restart: this server opens the store the previous one was killed over),
+starts 1 to 3 `kimi_chat` calls (new conversations, and continuations of conversations answered in earlier rounds)
+and SIGKILLs the server at a point set by the round's kind, in turn:
 - stream: the fake Kimi streams each reply slowly (`Reply(delay=…)`, ~0.6 s a reply); the kill falls at a random
   moment from the arrival of the round's first chat request to a little after the replies would have ended;
 - store: the fake answers at once and the calls go one after another; the kill comes as soon as the fake sent the
