@@ -19,7 +19,7 @@ PAGES = [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]
 # `[text](target)`, `[text](target "title")` or `[text](<target with spaces>)`.
 MARKDOWN_LINK = re.compile(r"\]\(\s*(?:<([^>]*)>|([^)\s]+))")
 # A page named in prose or code spans, e.g. "see docs/files.md" or `docs/kimi-api.md §6`: always from the
-# repository's top. Not part of a longer path (`/work/shared/docs/x.md`, `bench/docs/x.md`).
+# repository's top. Not part of a longer path (`/srv/other/docs/x.md`, `bench/docs/x.md`).
 DOCS_MENTION = re.compile(r"(?<![\w./-])docs/([\w.-]+\.md)\b")
 EXTERNAL = re.compile(r"^[a-z][a-z0-9+.-]*:", re.IGNORECASE)  # http:, https:, mailto:, …
 
@@ -40,7 +40,7 @@ def test_the_link_patterns_find_what_the_docs_write() -> None:
     text = (
         "See [the wire](kimi-api.md#5-chat-payload-rules), [files](docs/files.md), [site](https://example.com), "
         "[here](#heading), [img](<media dir/x.png>), docs/media.md §2 and `docs/http.md`, "
-        "not /work/shared/docs/design.md."
+        "not /srv/other/docs/notes.md."
     )
     assert relative_targets(text) == ["kimi-api.md", "docs/files.md", "media dir/x.png"]
     assert DOCS_MENTION.findall(text) == ["files.md", "media.md", "http.md"]
