@@ -23,13 +23,12 @@ from kimi_mcp.kimi.wires import (
     body_bytes,
     chat_timeout,
     check_request_size,
-    cut_reply,
     no_answer,
     not_a_stream,
     output_budget,
     prompt_bytes,
     read_timed_out,
-    stalled,
+    reading_reply,
 )
 from kimi_mcp.logs import redact
 from kimi_mcp.settings import CONTEXT_WINDOW_TOKENS, STREAM_IDLE_SECONDS
@@ -139,14 +138,9 @@ async def stream_chat(
         if (wrong := not_a_stream(stream.response)) is not None:
             raise wrong
         try:
-            async for event in stream:
-                await state.handle(event)
-        except httpx2.TransportError as exc:
-            if isinstance(exc, httpx2.ReadTimeout):
-                raise stalled(idle_seconds) from None
-            if isinstance(exc, httpx2.TimeoutException):
-                raise  # client.py names it
-            raise cut_reply(exc) from None
+            with reading_reply(idle_seconds):
+                async for event in stream:
+                    await state.handle(event)
         except json.JSONDecodeError as exc:  # the SDK parses each event's data as it comes
             raise errors.IncompleteStream(f"a malformed event: {redact(exc.doc[:80])!r}") from None
         except anthropic.APIStatusError as exc:  # an `error` event after the 200 (the SDK raises it as status 200)

@@ -30,11 +30,10 @@ from kimi_mcp.kimi.wires import (
     ReplyState,
     body_bytes,
     check_request_size,
-    cut_reply,
     not_a_stream,
     output_budget,
     prompt_bytes,
-    stalled,
+    reading_reply,
 )
 from kimi_mcp.logs import redact
 from kimi_mcp.settings import CONTEXT_WINDOW_TOKENS, STREAM_IDLE_SECONDS
@@ -165,7 +164,7 @@ async def read_reply(
     if (wrong := not_a_stream(response, json_ok=True)) is not None:
         raise wrong
     kind = response.headers.get("content-type", "").partition(";")[0].strip().lower()
-    try:
+    with reading_reply(idle_seconds):
         if kind == "text/event-stream":
             async for event in httpx2.EventSource(response):
                 if event.data.strip() == DONE:
@@ -173,12 +172,6 @@ async def read_reply(
                 await state.take(_chunk(event.data))
         else:
             await state.take(_chunk((await response.aread()).decode("utf-8", "replace")))
-    except httpx2.TransportError as exc:
-        if isinstance(exc, httpx2.ReadTimeout):
-            raise stalled(idle_seconds) from None
-        if isinstance(exc, httpx2.TimeoutException):
-            raise  # client.py names it
-        raise cut_reply(exc) from None
     await state.end_text()
     return state.result()
 

@@ -13,7 +13,8 @@ wire never imports the anthropic SDK, docs/architecture.md "Start-up").
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx2
@@ -102,6 +103,23 @@ def output_budget(prompt_bytes: int, requested: int | None, context_tokens: int 
 def prompt_bytes(body: dict[str, Any]) -> int:
     """The prompt part of a body (model, system, messages) in bytes, for the output budget."""
     return len(json.dumps(body, ensure_ascii=False).encode())
+
+
+@contextmanager
+def reading_reply(idle_seconds: float) -> Iterator[None]:
+    """Around the reading of a reply that has begun: a transport failure becomes what it means to the caller.
+
+    A read that waited past the idle limit is a stalled stream; another timeout (the whole call's limit) is left
+    for client.py to name; any other failure is a cut reply. Both wires read their streams inside this.
+    """
+    try:
+        yield
+    except httpx2.TransportError as exc:
+        if isinstance(exc, httpx2.ReadTimeout):
+            raise stalled(idle_seconds) from None
+        if isinstance(exc, httpx2.TimeoutException):
+            raise
+        raise cut_reply(exc) from None
 
 
 def cut_reply(exc: httpx2.TransportError) -> errors.IncompleteStream:
