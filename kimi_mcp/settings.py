@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from types import UnionType
-from typing import Annotated, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import (
     AliasChoices,
@@ -55,85 +55,291 @@ def _env(*names: str) -> AliasChoices:
     return AliasChoices(*names)
 
 
+# Where each setting is listed in docs/configuration.md (settings_doc.py), in this order.
+Area = Literal["credentials", "backend", "output", "files", "limits", "http", "debugging"]
+
+
+def _doc(area: Area, text: str, *, default: str | None = None, allowed: str | None = None) -> dict[str, Any]:
+    """A setting's documentation, kept on its `Field` so docs/configuration.md is generated from here alone.
+
+    `default` and `allowed` (Markdown) are needed only where the field's default value or its type and limits do
+    not say it in words (settings_doc.py derives them otherwise). Validation never reads any of this.
+    """
+    extra: dict[str, str] = {"area": area}
+    if default is not None:
+        extra["default"] = default
+    if allowed is not None:
+        extra["allowed"] = allowed
+    return {"description": text, "json_schema_extra": extra}
+
+
 class Settings(BaseModel):
     """kimi-mcp's configuration. Build it with `Settings.from_env()`; every field can also be passed directly."""
 
     model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
 
-    api_key: SecretStr | None = Field(None, validation_alias=_env("KIMI_API_KEY", "api_key"))
-    base_url: str = Field(DEFAULT_BASE_URL, validation_alias=_env("KIMI_CODE_BASE_URL", "KIMI_BASE_URL", "base_url"))
+    api_key: SecretStr | None = Field(
+        None,
+        validation_alias=_env("KIMI_API_KEY", "api_key"),
+        **_doc(
+            "credentials",
+            "Kimi Code API key (or a Moonshot platform or gateway key, [backends.md](backends.md)); takes precedence "
+            "over a stored login. Blank counts as unset.",
+            allowed="a key",
+        ),
+    )
+    base_url: str = Field(
+        DEFAULT_BASE_URL,
+        validation_alias=_env("KIMI_CODE_BASE_URL", "KIMI_BASE_URL", "base_url"),
+        **_doc(
+            "backend",
+            "API base; a trailing `/v1` or `/` is tolerated. Moonshot's pay-as-you-go platform: "
+            "`https://api.moonshot.ai/v1` (China: `https://api.moonshot.cn/v1`); [backends.md](backends.md).",
+            allowed="`http(s)://` URL",
+        ),
+    )
     oauth_host: str = Field(
-        DEFAULT_OAUTH_HOST, validation_alias=_env("KIMI_CODE_OAUTH_HOST", "KIMI_OAUTH_HOST", "oauth_host")
+        DEFAULT_OAUTH_HOST,
+        validation_alias=_env("KIMI_CODE_OAUTH_HOST", "KIMI_OAUTH_HOST", "oauth_host"),
+        **_doc(
+            "credentials",
+            "The device-login host `kimi-mcp login` and token refreshes talk to "
+            "([authentication.md](authentication.md)).",
+            allowed="`http(s)://` URL",
+        ),
     )
     oauth_client_id: str = Field(
-        DEFAULT_OAUTH_CLIENT_ID, validation_alias=_env("KIMI_CODE_OAUTH_CLIENT_ID", "oauth_client_id")
+        DEFAULT_OAUTH_CLIENT_ID,
+        validation_alias=_env("KIMI_CODE_OAUTH_CLIENT_ID", "oauth_client_id"),
+        **_doc(
+            "credentials",
+            "OAuth client id of the device login: by default the public id of Moonshot's open-source CLI "
+            "([kimi-api.md §3](kimi-api.md#3-oauth-device-login)).",
+            allowed="text",
+        ),
     )
-    protocol: WireProtocol = Field("anthropic", validation_alias=_env("KIMI_CODE_PROTOCOL", "protocol"))
-    debug: bool = Field(False, validation_alias=_env("KIMI_CODE_DEBUG", "debug"))
+    protocol: WireProtocol = Field(
+        "anthropic",
+        validation_alias=_env("KIMI_CODE_PROTOCOL", "protocol"),
+        **_doc(
+            "backend",
+            "Chat wire: `anthropic` (`/v1/messages`, open to any client with a Kimi Code key) or `openai` "
+            "(`/v1/chat/completions`: on Kimi Code only allow-listed clients, so it answers 403 there; use it for "
+            "Moonshot's platform and OpenAI-compatible gateways). [Which to use](backends.md#which-one-to-use).",
+        ),
+    )
+    debug: bool = Field(
+        False,
+        validation_alias=_env("KIMI_CODE_DEBUG", "debug"),
+        **_doc("debugging", "DEBUG logs on stderr (secrets are always redacted).", default="off"),
+    )
     custom_headers: dict[str, str] = Field(
-        default_factory=dict, validation_alias=_env("KIMI_CODE_CUSTOM_HEADERS", "custom_headers")
+        default_factory=dict,
+        validation_alias=_env("KIMI_CODE_CUSTOM_HEADERS", "custom_headers"),
+        **_doc(
+            "backend",
+            "Extra request headers, e.g. for a gateway or proxy; they can never set `User-Agent`, auth or `X-Msh-*` "
+            "([the exact rule](authentication.md#identity-headers)). Values are never echoed in errors.",
+            allowed="`Name: Value` lines, or `A: 1; B: 2` on one line",
+        ),
     )
     home: Path = Field(
-        default_factory=lambda: Path.home() / ".kimi-mcp", validation_alias=_env("KIMI_MCP_HOME", "home")
+        default_factory=lambda: Path.home() / ".kimi-mcp",
+        validation_alias=_env("KIMI_MCP_HOME", "home"),
+        **_doc(
+            "credentials",
+            "The state folder: stored login, device id, conversations, upload cache. Created 0700 (with any "
+            "missing parents); an existing folder keeps its mode and is refused if others can write to it "
+            "([the home folder](authentication.md#the-home-folder)).",
+            default="`~/.kimi-mcp` (Windows: `%USERPROFILE%\\.kimi-mcp`)",
+            allowed="a folder only you can write to; not empty",
+        ),
     )
-    model: str = Field(DEFAULT_MODEL, validation_alias=_env("KIMI_MCP_MODEL", "model"))
+    model: str = Field(
+        DEFAULT_MODEL,
+        validation_alias=_env("KIMI_MCP_MODEL", "model"),
+        **_doc(
+            "backend",
+            "Model id; on Moonshot's platform one it lists, e.g. `kimi-k2-0905-preview` (`kimi-mcp status` shows "
+            "the list).",
+            allowed="text",
+        ),
+    )
     # The model's context window in tokens, for the output budget (docs/backends.md). Unset: what GET /v1/models
     # lists for the model, else CONTEXT_WINDOW_TOKENS. For a model listed without one (or a backend without a list).
     context_tokens: int | None = Field(
-        None, ge=1024, le=10_000_000, validation_alias=_env("KIMI_MCP_CONTEXT_TOKENS", "context_tokens")
+        None,
+        ge=1024,
+        le=10_000_000,
+        validation_alias=_env("KIMI_MCP_CONTEXT_TOKENS", "context_tokens"),
+        **_doc(
+            "backend",
+            "The model's context window in tokens, from which the reply budget is computed; set it for a model "
+            "listed without one (e.g. `moonshot-v1-auto`) or a backend without `/v1/models` "
+            "([the reply budget](backends.md#the-reply-budget)).",
+            default=f"unset: what `/v1/models` lists for the model, else {CONTEXT_WINDOW_TOKENS:,}",
+        ),
     )
     timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = Field(
-        600.0, validation_alias=_env("KIMI_MCP_TIMEOUT", "timeout_seconds")
+        600.0,
+        validation_alias=_env("KIMI_MCP_TIMEOUT", "timeout_seconds"),
+        **_doc(
+            "limits",
+            "Seconds one Kimi call may take in all: the wait for a free slot, model lookup, token refresh and reply "
+            "with its retries (not the wait behind an earlier turn of the same conversation). A host's own tool "
+            "timeout should be longer ([hosts.md](hosts.md)).",
+        ),
     )
     # The longest a chat stream may stay silent (docs/reliability.md): the wait for the answer's first byte and any
     # gap between two of its events. Past it a request that got no answer is retried like a reset connection,
     # and a reply that stalled mid-stream is an error, long before KIMI_MCP_TIMEOUT would end the call.
     stream_idle_seconds: Annotated[float, Field(gt=0, le=3600)] = Field(
-        STREAM_IDLE_SECONDS, validation_alias=_env("KIMI_MCP_STREAM_IDLE_SECONDS", "stream_idle_seconds")
+        STREAM_IDLE_SECONDS,
+        validation_alias=_env("KIMI_MCP_STREAM_IDLE_SECONDS", "stream_idle_seconds"),
+        **_doc(
+            "limits",
+            "Seconds a chat request may wait with nothing arriving: for the answer to begin (then it is retried like "
+            "a reset connection) or between two events of a reply (then the call ends with an error saying the "
+            "stream stalled) "
+            "([the stream idle limit](reliability.md#the-stream-idle-limit-kimi_mcp_stream_idle_seconds)).",
+        ),
     )
     max_retries: Annotated[int, Field(ge=0, le=10)] = Field(
-        2, validation_alias=_env("KIMI_MCP_MAX_RETRIES", "max_retries")
+        2,
+        validation_alias=_env("KIMI_MCP_MAX_RETRIES", "max_retries"),
+        **_doc(
+            "limits",
+            "Retries of a rate-limited, busy or failed request (so at most this plus one attempts); "
+            "[the retry policy](reliability.md#the-retry-policy).",
+        ),
     )
     # pi's PI_CACHE_RETENTION also knows `short` and `long`; Kimi has no retention knob, so both mean "on".
     cache_retention: Literal["default", "short", "long", "none"] = Field(
-        "default", validation_alias=_env("KIMI_MCP_CACHE_RETENTION", "PI_CACHE_RETENTION", "cache_retention")
+        "default",
+        validation_alias=_env("KIMI_MCP_CACHE_RETENTION", "PI_CACHE_RETENTION", "cache_retention"),
+        **_doc(
+            "backend",
+            "`none` sends no cache key (`prompt_cache_key`, `metadata.user_id`); the others all mean on "
+            "([prompt caching](conversations.md#prompt-caching)).",
+        ),
     )
     max_output_chars: Annotated[int, Field(ge=1000, le=10_000_000)] = Field(
-        DEFAULT_MAX_OUTPUT_CHARS, validation_alias=_env("KIMI_MCP_MAX_OUTPUT_CHARS", "max_output_chars")
+        DEFAULT_MAX_OUTPUT_CHARS,
+        validation_alias=_env("KIMI_MCP_MAX_OUTPUT_CHARS", "max_output_chars"),
+        **_doc(
+            "output",
+            "Replies longer than this are cut for the host, a non-ASCII character counting 3; the full text stays "
+            "readable as a resource. Raising it needs the host's limit raised too "
+            "([raising the cap](hosts.md#raising-the-cap)).",
+        ),
     )
     # docs/kimi-api.md §9: the service answers 403 "concurrent request limit" past ~30 requests in flight per account.
     max_concurrency: Annotated[int, Field(ge=1, le=1000)] = Field(
-        30, validation_alias=_env("KIMI_MCP_MAX_CONCURRENCY", "max_concurrency")
+        30,
+        validation_alias=_env("KIMI_MCP_MAX_CONCURRENCY", "max_concurrency"),
+        **_doc(
+            "limits",
+            "Kimi calls in flight at once per server; excess calls are queued (Kimi refuses about 30 per account, "
+            "so lower it when several servers or clients share one).",
+        ),
     )
-    thinking: ThinkingLevel = Field("off", validation_alias=_env("KIMI_MCP_THINKING", "thinking"))
+    thinking: ThinkingLevel = Field(
+        "off",
+        validation_alias=_env("KIMI_MCP_THINKING", "thinking"),
+        **_doc(
+            "backend",
+            "Default thinking level of `kimi_chat` (a call's `thinking` argument overrides it; "
+            "[thinking](conversations.md#thinking)).",
+        ),
+    )
     conversation_max_age_days: Annotated[float, Field(gt=0)] = Field(
-        30.0, validation_alias=_env("KIMI_MCP_CONVERSATION_MAX_AGE_DAYS", "conversation_max_age_days")
+        30.0,
+        validation_alias=_env("KIMI_MCP_CONVERSATION_MAX_AGE_DAYS", "conversation_max_age_days"),
+        **_doc("output", "Conversations idle longer than this are deleted ([expiry](conversations.md#expiry))."),
     )
     # `serve --transport http` (server/http.py): the bearer token every MCP request must carry, the Host and
     # Origin values a proxy in front may use besides the loopback ones, the request body cap and the shutdown grace.
-    http_token: SecretStr | None = Field(None, validation_alias=_env("KIMI_MCP_HTTP_TOKEN", "http_token"))
-    allowed_hosts: tuple[str, ...] = Field((), validation_alias=_env("KIMI_MCP_ALLOWED_HOSTS", "allowed_hosts"))
-    allowed_origins: tuple[str, ...] = Field((), validation_alias=_env("KIMI_MCP_ALLOWED_ORIGINS", "allowed_origins"))
+    http_token: SecretStr | None = Field(
+        None,
+        validation_alias=_env("KIMI_MCP_HTTP_TOKEN", "http_token"),
+        **_doc(
+            "http",
+            "The bearer token every MCP request must carry (`Authorization: Bearer …`); `--token-file` reads it "
+            "from a file instead. Required to listen beyond loopback. Make one with `openssl rand -hex 32`.",
+            allowed="16 characters or more",
+        ),
+    )
+    allowed_hosts: tuple[str, ...] = Field(
+        (),
+        validation_alias=_env("KIMI_MCP_ALLOWED_HOSTS", "allowed_hosts"),
+        **_doc(
+            "http",
+            "`Host` values accepted besides the loopback ones (a hostname behind a proxy); others get 421.",
+            allowed="comma-separated `host[:port]` (`host:*` for any port)",
+        ),
+    )
+    allowed_origins: tuple[str, ...] = Field(
+        (),
+        validation_alias=_env("KIMI_MCP_ALLOWED_ORIGINS", "allowed_origins"),
+        **_doc(
+            "http",
+            "Browser `Origin` values accepted besides the loopback ones; others get 403.",
+            allowed="comma-separated origins, e.g. `https://example.com`",
+        ),
+    )
     http_max_body_bytes: Annotated[int, Field(ge=1024, le=1_073_741_824)] = Field(
-        26_214_400, validation_alias=_env("KIMI_MCP_HTTP_MAX_BODY_BYTES", "http_max_body_bytes")
+        26_214_400,
+        validation_alias=_env("KIMI_MCP_HTTP_MAX_BODY_BYTES", "http_max_body_bytes"),
+        **_doc("http", "Largest request body (25 MiB); a larger one gets 413."),
     )
     shutdown_grace_seconds: Annotated[float, Field(ge=0, le=3600)] = Field(
-        30.0, validation_alias=_env("KIMI_MCP_SHUTDOWN_GRACE_SECONDS", "shutdown_grace_seconds")
+        30.0,
+        validation_alias=_env("KIMI_MCP_SHUTDOWN_GRACE_SECONDS", "shutdown_grace_seconds"),
+        **_doc("http", "On SIGTERM/SIGINT, how long calls in flight may finish before they are stopped."),
     )
     # Media (kimi/media.py, docs/media.md): the largest file accepted (Moonshot's CLI refuses over 100 MB,
     # docs/kimi-api.md §7), and the size above which an image is uploaded rather than sent inline.
     max_media_bytes: Annotated[int, Field(ge=1, le=10_737_418_240)] = Field(
-        100_000_000, validation_alias=_env("KIMI_MCP_MAX_MEDIA_BYTES", "max_media_bytes")
+        100_000_000,
+        validation_alias=_env("KIMI_MCP_MAX_MEDIA_BYTES", "max_media_bytes"),
+        **_doc(
+            "files",
+            "Largest image or video accepted (100 MB, as Moonshot's CLI); a larger one is refused before anything "
+            "is sent ([media.md](media.md#types-and-limits)).",
+        ),
     )
     upload_threshold_bytes: Annotated[int, Field(ge=0, le=2_097_152)] = Field(
-        1_048_576, validation_alias=_env("KIMI_CODE_UPLOAD_THRESHOLD_BYTES", "upload_threshold_bytes")
+        1_048_576,
+        validation_alias=_env("KIMI_CODE_UPLOAD_THRESHOLD_BYTES", "upload_threshold_bytes"),
+        **_doc(
+            "files",
+            "Images larger than this are uploaded to Kimi's Files API (`ms://` id); smaller ones go inline; videos "
+            "are always uploaded ([inline or uploaded](media.md#inline-or-uploaded)).",
+        ),
     )
     # Files as context (context_files/, docs/files.md): a larger file is skipped, with its reason, unread.
     max_file_bytes: Annotated[int, Field(ge=1, le=16_777_216)] = Field(
-        524_288, validation_alias=_env("KIMI_MCP_MAX_FILE_BYTES", "max_file_bytes")
+        524_288,
+        validation_alias=_env("KIMI_MCP_MAX_FILE_BYTES", "max_file_bytes"),
+        **_doc(
+            "files",
+            "Largest file read as context for `kimi_chat`'s `files` (512 KiB); a larger one is skipped, with its "
+            "reason, before it is read ([files.md](files.md)).",
+        ),
     )
     # The folders whose files kimi-mcp may read for a caller (access.py); empty: the server's working folder.
-    allowed_dirs: tuple[Path, ...] = Field((), validation_alias=_env("KIMI_MCP_ALLOWED_DIRS", "allowed_dirs"))
+    allowed_dirs: tuple[Path, ...] = Field(
+        (),
+        validation_alias=_env("KIMI_MCP_ALLOWED_DIRS", "allowed_dirs"),
+        **_doc(
+            "files",
+            "Where kimi-mcp may read the files named in `media`, `files` and `kimi_upload_media`; a client's roots "
+            "can only narrow it. Unset, a stdio host's roots replace the working folder "
+            "([which files kimi-mcp may read](media.md#which-files-kimi-mcp-may-read)).",
+            default="unset: the server's working folder",
+            allowed="absolute folders, separated by `:` (`;` on Windows); `~` is expanded",
+        ),
+    )
 
     @field_validator("base_url", "oauth_host", mode="before")
     @classmethod
