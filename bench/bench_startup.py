@@ -10,9 +10,11 @@ machine is shared and noisy):
   tools/list asked every 50 ms while the warm-up runs (median and worst per server), on vs off;
 - first `kimi_chat` 3 s after tools/list vs a steady-state call on the same server (goal <= 1.3x), vs a call
   after the same idle on a server that has already called (idling alone), and the first call with the warm-up
-  off, for scale.
+  off, for scale;
+- P6: the size of the tools/list answer (its JSON, as a host puts it in its model's context), in characters,
+  against the goal of 6,000 (no floor: the bare server's one tool is listed for scale).
 
-    python bench/bench_startup.py [--servers 5] [--calls 10] [--idle 3]
+    python bench/bench_startup.py [--servers 5] [--calls 10] [--idle 3] [--smoke] [--json PATH]
 """
 
 from __future__ import annotations
@@ -30,9 +32,13 @@ from typing import NamedTuple
 import anyio
 from mcp import Client, StdioServerParameters
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is no package: _results.py sits beside us
+from _results import Recorder, headline
+
 from kimi_mcp.testing.fake_kimi import FakeKimi
 
 KEY = "sk-kimi-test-key"
+P2_GOAL, P6_GOAL, P7_GOAL = None, 6000, 1.3
 HERE = Path(__file__).resolve().parent
 # `warm_up` is the only difference between the two: the same settings, logging and transport as `kimi-mcp serve`.
 SERVE = (
@@ -121,6 +127,21 @@ async def list_latency(env: dict[str, str], servers: int, seconds: float) -> dic
     }
 
 
+def listed_size(listed: object) -> int:
+    """Characters of the tools/list result as JSON (what tests/server/test_tools.py bounds)."""
+    return len(json.dumps(listed.model_dump(mode="json", by_alias=True, exclude_none=True)))  # type: ignore[attr-defined]
+
+
+async def tools_list_size(env: dict[str, str]) -> dict[str, float]:
+    """P6: kimi-mcp's tools/list in characters; the bare server's one `echo` tool for scale."""
+    sizes = {}
+    minimal = StdioServerParameters(command=sys.executable, args=[str(HERE / "minimal_server.py")], env=env)
+    for key, params in (("tools_list_chars", with_env(console_script(), env)), ("minimal_tools_list_chars", minimal)):
+        async with Client(params, mode="legacy") as client:
+            sizes[key] = listed_size(await client.list_tools())
+    return sizes
+
+
 class FirstCall(NamedTuple):
     first_s: float  # the first kimi_chat, `idle` s after tools/list
     steady_s: float  # median of back-to-back calls right after it
@@ -162,7 +183,9 @@ async def first_calls(env: dict[str, str], servers: int, calls: int, idle: float
     }
 
 
-async def main(servers: int, calls: int, idle: float) -> None:
+async def main(args: argparse.Namespace) -> None:
+    recorder = Recorder("bench_startup", smoke=args.smoke)
+    servers, calls, idle = args.servers, args.calls, args.idle
     with FakeKimi() as fake, tempfile.TemporaryDirectory() as home:
         env = {"PATH": os.environ.get("PATH", ""), "KIMI_API_KEY": KEY, "KIMI_CODE_BASE_URL": fake.base_url}
         env["KIMI_MCP_HOME"] = str(Path(home) / "kimi-mcp")
@@ -171,20 +194,35 @@ async def main(servers: int, calls: int, idle: float) -> None:
             **await list_after_initialize(env, 2 * servers),
             **await first_calls(env, servers, calls, idle),
             **await list_latency(env, servers, idle),
+            **await tools_list_size(env),
         }
 
     def ratio(numerator: str, denominator: str) -> float:
         return round(figures[numerator] / figures[denominator], 2)
 
-    report = {
-        **{key: round(value, 4) for key, value in figures.items()},
+    figures |= {
         "kimi_initialize_vs_minimal_sdk_server": ratio("kimi_initialize_s", "minimal_initialize_s"),
         "tools_list_warm_up_vs_off": ratio("tools_list_warm_up_s", "tools_list_no_warm_up_s"),
         "tools_list_during_warm_up_vs_off": ratio(
             "tools_list_during_warm_up_median_s", "tools_list_no_warm_up_median_s"
         ),
     }
-    print(json.dumps(report, indent=2))
+    f = figures
+    headlines = [
+        headline("P2 initialize", "spawn `kimi-mcp serve` until `initialize` is answered, vs a bare-SDK server",
+                 f["kimi_initialize_vs_minimal_sdk_server"], floor="bench/minimal_server.py (MCPServer, one tool)",
+                 floor_value=f["minimal_initialize_s"]),
+        headline("P6 tool text", "tools/list answer, JSON characters (3 tools)", f["tools_list_chars"], unit="chars",
+                 floor="none (bare server's one tool, for scale)", floor_value=f["minimal_tools_list_chars"],
+                 goal=f"<= {P6_GOAL:,}", goal_met=f["tools_list_chars"] <= P6_GOAL),
+        headline("P7 first call", f"first kimi_chat {idle:g} s after tools/list, vs a steady call on the same server",
+                 f["first_vs_steady"], floor="median steady kimi_chat, same server", floor_value=f["steady_chat_s"],
+                 goal=f"<= {P7_GOAL}x", goal_met=f["first_vs_steady"] <= P7_GOAL),
+    ]  # fmt: skip
+    report = recorder.write(args.json, figures, headlines)
+    print(json.dumps(report["figures"], indent=2))
+    for h in headlines:
+        print(f"{h['id']}: {h['value']} {h['unit']} (goal {h['goal']}: {h['goal_met']})")
 
 
 if __name__ == "__main__":
@@ -192,5 +230,9 @@ if __name__ == "__main__":
     parser.add_argument("--servers", type=int, default=5, help="fresh servers per variant (medians over them)")
     parser.add_argument("--calls", type=int, default=10, help="steady-state calls per server")
     parser.add_argument("--idle", type=float, default=3.0, help="seconds between tools/list and the first call")
+    parser.add_argument("--smoke", action="store_true", help="a tiny run (1 server, 2 calls, 0.5 s idle): it works")
+    parser.add_argument("--json", metavar="PATH", help="write the figures, headlines, machine and load here")
     args = parser.parse_args()
-    anyio.run(main, args.servers, args.calls, args.idle)
+    if args.smoke:
+        args.servers, args.calls, args.idle = 1, 2, 0.5
+    anyio.run(main, args)
