@@ -23,7 +23,9 @@ its own, and on a loaded machine the comparison would favour the server.
 
 Targets (issue 9, P3): server peak RSS growth <= 64 MiB; kimi-mcp wall <= 1.3x curl, medians over the rounds.
 
-    python bench/bench_media.py [--size-mib 512] [--rounds 3] [--quick]
+    python bench/bench_media.py [--size-mib 512] [--rounds 3] [--quick] [--smoke] [--json PATH]
+
+`--smoke`: 8 MiB, 1 round (it works; the figures mean nothing). `--json PATH`: bench/_results.py's schema.
 """
 
 from __future__ import annotations
@@ -44,6 +46,9 @@ from pathlib import Path
 
 import anyio
 from mcp import Client, StdioServerParameters
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is no package: _results.py sits beside us
+from _results import Recorder, headline
 
 KEY = "sk-kimi-test-key"
 MIB = 1 << 20
@@ -331,7 +336,7 @@ def load_average() -> float:
     return float(Path("/proc/loadavg").read_text().split()[0])
 
 
-async def main(size: int, rounds: int) -> None:
+async def main(size: int, rounds: int, recorder: Recorder, json_path: str | None) -> None:
     load_before = load_average()
     fake = FakeProcess()
     results: list[dict[str, dict[str, float]]] = []
@@ -351,7 +356,19 @@ async def main(size: int, rounds: int) -> None:
                 print_round(i, figures)
     finally:
         fake.stop()
-    print_summary(results, size, (load_before, load_average()))
+    report = print_summary(results, size, (load_before, load_average()))
+    size_mib = size / MIB
+    headlines = [
+        headline("P3 upload time", f"kimi_upload_media of a {size_mib:.0f} MiB video over stdio, vs curl -F",
+                 report["kimi_upload_media_vs_curl"], floor="curl -F of the same file", floor_value=report["curl_s"],
+                 goal=f"<= {TARGET_RATIO}x", goal_met=bool(report["ratio_target_met"])),
+        headline("P3 upload memory", f"server peak RSS growth uploading {size_mib:.0f} MiB (worst round)",
+                 report["server_peak_rss_growth_mib_worst"], unit="MiB",
+                 floor="KimiClient.upload in a process of its own (worst round)",
+                 floor_value=report["in_process_rss_growth_mib_worst"], goal=f"<= {TARGET_GROWTH_MIB:.0f} MiB",
+                 goal_met=bool(report["rss_target_met"])),
+    ]  # fmt: skip
+    recorder.write(json_path, report, headlines)
 
 
 def print_round(i: int, f: dict[str, dict[str, float]]) -> None:
@@ -366,7 +383,9 @@ def print_round(i: int, f: dict[str, dict[str, float]]) -> None:
     )
 
 
-def print_summary(results: list[dict[str, dict[str, float]]], size: int, load: tuple[float, float]) -> None:
+def print_summary(
+    results: list[dict[str, dict[str, float]]], size: int, load: tuple[float, float]
+) -> dict[str, float | bool | list[float] | None]:
     curl = median(results, "curl", "wall_s")
     kimi = median(results, "kimi_mcp", "wall_s")
     client = median(results, "client", "wall_s")
@@ -411,6 +430,7 @@ def print_summary(results: list[dict[str, dict[str, float]]], size: int, load: t
         "load_average_1m_before_after": list(load),
     }
     print(json.dumps(report, indent=2))
+    return report
 
 
 if __name__ == "__main__":
@@ -418,12 +438,16 @@ if __name__ == "__main__":
     parser.add_argument("--size-mib", type=int, default=512, help="size of the generated video (default 512)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of curl / kimi-mcp / in-process (default 3)")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 64 MiB, 2 rounds")
+    parser.add_argument("--smoke", action="store_true", help="a tiny run: 8 MiB, 1 round")
+    parser.add_argument("--json", metavar="PATH", help="write the figures, headlines, machine and load here")
     parser.add_argument("--client-upload", nargs=2, metavar=("VIDEO", "WARM_UP"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.client_upload:
         run_client_upload(Path(args.client_upload[0]), Path(args.client_upload[1]))
     else:
         size_mib, rounds = (64, 2) if args.quick else (args.size_mib, args.rounds)
+        if args.smoke:
+            size_mib, rounds = 8, 1
         if not 1 <= size_mib < 4096:
             parser.error("--size-mib must be from 1 to 4095 (a 32-bit mdat box)")
-        anyio.run(main, size_mib * MIB, rounds)
+        anyio.run(main, size_mib * MIB, rounds, Recorder("bench_media", smoke=args.smoke), args.json)
