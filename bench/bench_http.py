@@ -42,6 +42,8 @@ own: figures from such a run are for finding costs, not for the record). DIR/kim
 hold the folded stacks; the report adds each server's busy samples by package and its busiest functions (innermost
 frames; idle waits left out). `--calls 200 --rounds 1` profiles mostly single calls, `--calls 1 --rounds 10` bursts.
 `--fake`, `--bare-server UPSTREAM` and `--clients` are the benchmark's own children (not run by hand).
+`--smoke`: 3 P1 calls, 1 round of 10 calls at once over 2 sessions (it works; the figures mean nothing).
+`--json PATH`: the report in bench/_results.py's schema, with the P1-over-HTTP and P4 headlines.
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ READY = "serving MCP on "
 ANSWER = "Bench answer."
 SINGLES = 5  # calls alone per server and round: the P4 denominator
 WARM_UP = 3
+P1_GOAL, P4_GOAL = 1.10, 1.5
 
 
 # -- child: the fake Kimi, pacing its answers on command --------------------------------------------------------
@@ -553,7 +556,32 @@ def exceptions_in(lines: list[str], most: int = 5) -> list[str]:
     return found[:most]
 
 
+def headlines(report: dict[str, Any], args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The rows docs/performance.md's table shows (bench/_results.py)."""
+    from _results import headline
+
+    kimi, bare = report["p4_kimi"], report["p4_bare"]
+    return [
+        headline("P1 HTTP", "one kimi_chat over streamable HTTP (fake answers at once), vs a bare-SDK HTTP app's "
+                 "tool streaming the same request", report["p1_0ms_ratio"], floor="bare MCPServer streamable HTTP app",
+                 floor_value=report["p1_0ms_bare_s"], goal=f"<= {P1_GOAL}x",
+                 goal_met=report["p1_0ms_ratio"] <= P1_GOAL),
+        headline("P1 HTTP, 200 ms", f"the same with the fake answering in {args.latency * 1000:.0f} ms",
+                 report["p1_latency_ratio"], floor="bare MCPServer streamable HTTP app",
+                 floor_value=report["p1_latency_bare_s"], goal=f"<= {P1_GOAL}x",
+                 goal_met=report["p1_latency_ratio"] <= P1_GOAL),
+        headline("P4 concurrency", f"{args.concurrent} kimi_chat at once over HTTP vs one alone "
+                 f"(fake {args.latency * 1000:.0f} ms; {kimi['errors']} errors)", kimi["ratio"],
+                 floor="the bare SDK app's same ratio, same rounds", floor_value=bare["ratio"],
+                 goal=f"<= {P4_GOAL}x, 0 errors", goal_met=kimi["ratio"] <= P4_GOAL and kimi["errors"] == 0),
+    ]  # fmt: skip
+
+
 def main(args: argparse.Namespace) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is no package: _results.py sits beside us
+    from _results import Recorder
+
+    recorder = Recorder("bench_http", smoke=args.smoke)
     Child.nice = args.nice  # not this process's own group: that is the caller's session (its shell's, say)
     Child.new_session = not args.one_session
     load = [load_average()]
@@ -582,7 +610,9 @@ def main(args: argparse.Namespace) -> None:
     load.append(load_average())
     # What the servers logged: the count of lines, and the exceptions named (a traceback's last line).
     logged = {f"{name}_stderr": [f"{len(s.lines)} lines", *exceptions_in(s.lines)] for name, s in bench.servers.items()}
-    print(json.dumps(summary(p1_0, p1_l, p4, load, args) | profiles | logged, indent=2))
+    report = summary(p1_0, p1_l, p4, load, args) | profiles | logged
+    print(json.dumps(report, indent=2))
+    recorder.write(args.json, report, headlines(report, args))
 
 
 if __name__ == "__main__":
@@ -596,10 +626,14 @@ if __name__ == "__main__":
     parser.add_argument("--nice", type=int, help="autogroup nice of every party's session (root: e.g. -10)")
     parser.add_argument("--one-session", action="store_true", help="all parties in this session (for comparison)")
     parser.add_argument("--profile", metavar="DIR", help="py-spy both servers (for finding costs)")
+    parser.add_argument("--smoke", action="store_true", help="a tiny run: 3 P1 calls, 1 round of 10 at once")
+    parser.add_argument("--json", metavar="PATH", help="write the figures, headlines, machine and load here")
     parser.add_argument("--fake", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--bare-server", metavar="UPSTREAM", help=argparse.SUPPRESS)
     parser.add_argument("--clients", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.smoke:
+        args.calls, args.rounds, args.concurrent, args.sessions = 3, 1, 10, 2
     if args.fake:
         run_fake()
     elif args.bare_server:
