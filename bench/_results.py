@@ -11,8 +11,8 @@ schema, one JSON object:
   next to them);
 - `figures`: every number the script measured, flat, name → number;
 - `headlines`: the figures docs/performance.md's table shows, each `{id, what, value, unit, floor, floor_value,
-  goal, goal_met}`: `value` a ratio against `floor` (measured in the same run, `floor_value`) where the figure has
-  one, `goal` as text ("<= 1.3x") or null when the issue sets none, `goal_met` true/false/null.
+  floor_unit, goal, goal_met}`: `value` a ratio against `floor` (measured in the same run, `floor_value`) where
+  the figure has one, `goal` as text ("<= 1.3x") or null when the issue sets none, `goal_met` true/false/null.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 SCHEMA_KEYS = ("bench", "command", "date", "smoke", "machine", "load_before", "load_after", "figures", "headlines")
-HEADLINE_KEYS = ("id", "what", "value", "unit", "floor", "floor_value", "goal", "goal_met")
+HEADLINE_KEYS = ("id", "what", "value", "unit", "floor", "floor_value", "floor_unit", "goal", "goal_met")
 
 
 def load_average() -> list[float]:
@@ -71,10 +71,12 @@ def headline(
     unit: str = "x",
     floor: str | None = None,
     floor_value: float | None = None,
+    floor_unit: str | None = None,
     goal: str | None = None,
     goal_met: bool | None = None,
 ) -> dict[str, Any]:
-    """One row of the table: `value` (a ratio against `floor` when unit is "x"), and its goal if the issue sets one."""
+    """One row of the table: `value` (a ratio against `floor` when unit is "x"), and its goal if the issue sets one.
+    `floor_unit`: seconds for a ratio's floor, else the value's own unit, unless given."""
     return {
         "id": id,
         "what": what,
@@ -82,6 +84,7 @@ def headline(
         "unit": unit,
         "floor": floor,
         "floor_value": None if floor_value is None else round(floor_value, 4),
+        "floor_unit": floor_unit or ("s" if unit == "x" else unit),
         "goal": goal,
         "goal_met": goal_met,
     }

@@ -572,7 +572,7 @@ def headlines(report: dict[str, Any], args: argparse.Namespace) -> list[dict[str
                  goal_met=report["p1_latency_ratio"] <= P1_GOAL),
         headline("P4 concurrency", f"{args.concurrent} kimi_chat at once over HTTP vs one alone "
                  f"(fake {args.latency * 1000:.0f} ms; {kimi['errors']} errors)", kimi["ratio"],
-                 floor="the bare SDK app's same ratio, same rounds", floor_value=bare["ratio"],
+                 floor="the bare SDK app's same ratio, same rounds", floor_value=bare["ratio"], floor_unit="x",
                  goal=f"<= {P4_GOAL}x, 0 errors", goal_met=kimi["ratio"] <= P4_GOAL and kimi["errors"] == 0),
     ]  # fmt: skip
 
