@@ -268,7 +268,7 @@ async def main(args: argparse.Namespace) -> None:
     headlines = [
         headline("P1 stdio", "one kimi_chat over stdio (fake answers at once), vs a bare-SDK stdio server's tool "
                  "streaming the same request", f["p1_stdio_ratio"], floor="bare MCPServer tool over stdio",
-                 floor_value=f["p1_stdio_bare_s"], goal=f"<= {P1_GOAL}x", goal_met=f["p1_stdio_ratio"] <= P1_GOAL),
+                 floor_value=f["p1_stdio_bare_s"], goal=f"<= {P1_GOAL:.2f}x", goal_met=f["p1_stdio_ratio"] <= P1_GOAL),
         headline("P2 cold start", "spawn `kimi-mcp serve` until tools/list answers, vs `import mcp.server`",
                  f["stdio_ready_vs_import_mcp"], floor="python -c 'import mcp.server'", floor_value=f["import_mcp_s"]),
         headline("P5 cache share", f"{args.turns}-turn conversation: cache-read tokens over the previous turn's whole "
