@@ -64,6 +64,7 @@ from kimi_mcp.testing.fake_kimi import DEFAULT_API_KEY, FakeKimi, Fault, Reply
 from kimi_mcp.testing.fake_script import last_user_text
 from kimi_mcp.testing.http_child import KIMI_MCP
 from kimi_mcp.testing.mcp_results import chat_meta, reply_of, text_of
+from kimi_mcp.testing.processes import stdio_child_pid
 
 KINDS = ("stream", "store", "refresh")
 WIRES = ("anthropic", "openai")  # KIMI_CODE_PROTOCOL, alternately: round n runs on WIRES[n % 2]
@@ -111,26 +112,6 @@ class SlowKimi(FakeKimi):
 
 
 # -- one server, and where it runs ---------------------------------------------------------------------------------
-
-
-def stdio_child_pid() -> int:
-    """The `kimi-mcp serve` process this process started (the stdio client spawns it without telling its pid)."""
-    me = os.getpid()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        parent = int(stat.rsplit(")", 1)[1].split()[1])
-        if parent == me and b"serve" in argv and any(arg.endswith(b"kimi-mcp") for arg in argv):
-            found.append(int(entry.name))
-    if len(found) != 1:
-        raise RuntimeError(f"expected one kimi-mcp serve child of process {me}, found {found}")
-    return found[0]
 
 
 @asynccontextmanager
