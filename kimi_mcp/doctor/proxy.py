@@ -1,0 +1,123 @@
+"""Which proxy the HTTP client will use for each host, whether that proxy answers, and the CA settings it trusts.
+
+The routing is httpx2's own: its environment reading (`get_environment_proxies`: HTTP_PROXY, HTTPS_PROXY,
+ALL_PROXY and NO_PROXY, either case) and its URL patterns, tried in the order the client sorts them, so what this
+reports is what `kimi_mcp.http.build_http_client` (which trusts the environment) does.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import httpx2
+from httpx2._utils import URLPattern, get_environment_proxies
+
+from kimi_mcp.netcause import describe_transport_error
+
+from .model import Check, fail, ok, skipped
+from .network import Endpoint, connect, refuses
+
+PROXY = "proxy"
+TRUST = "tls.trust"
+_DEFAULT_PORTS = {"http": 80, "https": 443, "socks5": 1080, "socks5h": 1080}
+
+
+@dataclass(frozen=True)
+class Route:
+    """How the client reaches one endpoint: directly (proxy None) or through `proxy`, set by `variable`."""
+
+    endpoint: Endpoint
+    proxy: str | None
+    variable: str | None  # the environment variable naming the proxy, or NO_PROXY when it exempts the host
+
+    @property
+    def proxy_place(self) -> tuple[str, int]:
+        parts = urlsplit(self.proxy or "")
+        return parts.hostname or "", parts.port or _DEFAULT_PORTS.get(parts.scheme, 80)
+
+
+def route(endpoint: Endpoint, environ: Mapping[str, str] | None = None) -> Route:
+    environ = os.environ if environ is None else environ
+    # Sorted by pattern alone, most specific first, exactly as the client orders its mounts.
+    patterns = sorted(((URLPattern(key), value) for key, value in get_environment_proxies().items()), key=_first)
+    url = httpx2.URL(endpoint.url)
+    for pattern, proxy in patterns:
+        if pattern.matches(url):
+            if proxy is None:
+                return Route(endpoint, None, "NO_PROXY")
+            return Route(endpoint, _without_credentials(proxy), _variable_of(pattern.scheme or "all", environ))
+    return Route(endpoint, None, None)
+
+
+async def proxy_check(routes: Sequence[Route], offline: bool) -> Check:
+    """Where each host's requests go; when a proxy is used, whether it accepts a TCP connection."""
+    used = [r for r in routes if r.proxy is not None]
+    where = "; ".join(_where(r) for r in routes)
+    if not used:
+        return ok(PROXY, where)
+    if offline:
+        return skipped(PROXY, f"{where} (--offline: the proxy was not contacted)")
+    for r in used:
+        host, port = r.proxy_place
+        try:
+            await connect(host, port)
+        except (OSError, TimeoutError) as exc:
+            why = "refuses connections" if refuses(exc) else f"cannot be reached ({_cause(exc, r)})"
+            return fail(
+                PROXY,
+                f"{where}: {_cause(exc, r)}",
+                f"{r.variable} points to {host}:{port}, which {why}: fix or unset it",
+            )
+    return ok(PROXY, f"{where}; the proxy accepts connections")
+
+
+def trust_check() -> Check:
+    """The CA certificates TLS connections are verified against: SSL_CERT_FILE/SSL_CERT_DIR, else the system's."""
+    named = {name: os.environ[name] for name in ("SSL_CERT_FILE", "SSL_CERT_DIR") if os.environ.get(name)}
+    try:
+        context = httpx2.create_ssl_context()  # the client's own: the first of these variables it honours
+    except (OSError, ValueError) as exc:
+        variable, path = next(iter(named.items()), ("SSL_CERT_FILE", "?"))
+        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        return fail(
+            TRUST, f"{variable}={path} cannot be loaded ({reason})", f"{variable} points to {path}: fix or unset it"
+        )
+    count = len(context.get_ca_certs())
+    source = ", ".join(f"{name}={path}" for name, path in named.items()) or "the system's CA certificates"
+    loaded = f"{count} CA certificates loaded" if count else "CA certificates are loaded as needed"
+    return ok(TRUST, f"{source} ({loaded})")
+
+
+def _first(item: tuple[URLPattern, str | None]) -> URLPattern:
+    return item[0]
+
+
+def _where(r: Route) -> str:
+    if r.proxy is None:
+        return f"{r.endpoint.host}: direct" + (" (exempted by NO_PROXY)" if r.variable == "NO_PROXY" else "")
+    return f"{r.endpoint.host}: via {r.proxy} ({r.variable})"
+
+
+def _cause(exc: BaseException, r: Route) -> str:
+    if isinstance(exc, TimeoutError):
+        host, port = r.proxy_place
+        return f"no answer from the proxy {host}:{port}"
+    return describe_transport_error(exc, r.proxy or "")
+
+
+def _variable_of(scheme: str, environ: Mapping[str, str]) -> str:
+    """The variable urllib took the proxy from: the lowercase spelling wins when both are set, as in urllib."""
+    for name in (f"{scheme}_proxy", f"{scheme.upper()}_PROXY"):
+        if environ.get(name):
+            return name
+    return f"{scheme.upper()}_PROXY"
+
+
+def _without_credentials(proxy: str) -> str:
+    """The proxy URL without any user:password, which must never be printed."""
+    parts = urlsplit(proxy)
+    host = parts.hostname or ""
+    return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")
