@@ -48,6 +48,9 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("login", help="log in with your Kimi account (device login in the browser)")
     commands.add_parser("logout", help="forget the stored Kimi login")
     commands.add_parser("status", help="show the login state and the plan's quota")
+    doctor = commands.add_parser("doctor", help="check settings, network, credential and state; say how to fix")
+    doctor.add_argument("--json", action="store_true", help="print one JSON object, for scripts")
+    doctor.add_argument("--offline", action="store_true", help="skip every check that needs the network")
     chat = commands.add_parser("chat", help="ask Kimi one question and print the streamed reply")
     chat.add_argument("prompt", help="the question")
     chat.add_argument("--system", help="system instructions")
@@ -69,6 +72,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         # The kimi_chat tool refuses an empty prompt too: Kimi would only be asked to guess.
         say('the prompt is empty. Put the question in quotes, e.g. `kimi-mcp chat "What does this error mean?"`.')
         raise SystemExit(2)
+    if command == "doctor":  # before the settings: broken settings are one of the things it reports
+        from kimi_mcp.doctor.command import main as doctor
+
+        raise SystemExit(doctor(json_output=args.json, offline=args.offline))
     try:
         settings = Settings.from_env()
     except errors.SettingsError as exc:
