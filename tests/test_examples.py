@@ -39,7 +39,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 from kimi_mcp import __version__
 from kimi_mcp.settings import Settings
-from kimi_mcp.testing.fake_kimi import DEFAULT_API_KEY, FakeKimi
+from kimi_mcp.testing.fake_kimi import DEFAULT_API_KEY, DEFAULT_MODEL, FakeKimi, Fault, Reply
 from kimi_mcp.testing.installed import installed_kimi_mcp
 
 pytestmark = pytest.mark.anyio
@@ -399,3 +399,71 @@ async def test_the_served_kimi_mcp_refuses_a_wrong_token(http_server: tuple[str,
                 json={"jsonrpc": "2.0", "id": 1, "method": "ping"},
             )
             assert answer.status_code == 401, (headers, answer.status_code, answer.text)
+
+
+# -- the scripts: KimiClient as a library, and an agent over MCP ---------------------------------------------
+
+
+def run_example(script: str, *args: str, env: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
+    """examples/<script> as a user runs it, with the installed package's interpreter and its `kimi-mcp` on PATH."""
+    bin_dir = installed_kimi_mcp().parent
+    return subprocess.run(
+        [str(bin_dir / "python"), str(EXAMPLES / script), *args],
+        env={"PATH": os.pathsep.join([str(bin_dir), os.environ.get("PATH", "")]), **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def user_and_assistant_texts(request: Any) -> list[tuple[str, str]]:
+    """(role, text) of each message one chat request sent to the fake."""
+    out = []
+    for message in request.json()["messages"]:
+        content = message["content"]
+        blocks = [{"type": "text", "text": content}] if isinstance(content, str) else content
+        out.append((message["role"], "".join(block["text"] for block in blocks if block.get("type") == "text")))
+    return out
+
+
+def test_the_library_example_streams_one_reply(fake_kimi: FakeKimi, kimi_env: dict[str, str], tmp_path: Path) -> None:
+    fake_kimi.script(Reply(text="Line one of the answer.\nLine two."))
+    done = run_example("library_client.py", "Explain", "the GIL.", env={**kimi_env, "HOME": str(tmp_path)})
+    assert done.returncode == 0, done.stdout + done.stderr
+    reply, usage = done.stdout.split("\n\n(", 1)
+    assert reply == "Line one of the answer.\nLine two."
+    assert re.fullmatch(re.escape(DEFAULT_MODEL) + r": \d+ tokens in, \d+ out, stop: end_turn\)\n", usage), usage
+    assert "[answering]" in done.stderr.splitlines()
+    [request] = fake_kimi.chat_requests()
+    assert user_and_assistant_texts(request) == [("user", "Explain the GIL.")]
+    assert request.headers["user-agent"].startswith("kimi-mcp/")
+
+
+def test_the_library_example_says_why_a_call_failed(
+    fake_kimi: FakeKimi, kimi_env: dict[str, str], tmp_path: Path
+) -> None:
+    fake_kimi.script(Fault(status=400, error_type="invalid_request_error", message="no such thing"))
+    done = run_example("library_client.py", "Hi", env={**kimi_env, "HOME": str(tmp_path)})
+    assert done.returncode == 1 and done.stdout.strip() == ""
+    assert "Error: Kimi rejected the request (400: no such thing)" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr and DEFAULT_API_KEY not in done.stderr
+
+
+def test_the_agent_example_continues_the_conversation_over_mcp(
+    fake_kimi: FakeKimi, kimi_env: dict[str, str], tmp_path: Path
+) -> None:
+    fake_kimi.script(Reply(text="def is_palindrome(s): return s == s[::-1]"), Reply(text="It ignores case."))
+    done = run_example("agent.py", "Write is_palindrome.", env={**kimi_env, "HOME": str(tmp_path)})
+    assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+    first, second = done.stdout.split("\n\nturn 2 ")
+    header = re.match(r"turn 1 \((kc_[0-9a-f]+)\):\n", first)
+    assert header, first
+    conversation = header.group(1)
+    assert "def is_palindrome(s): return s == s[::-1]" in first
+    assert second.startswith(f"({conversation}):\nIt ignores case.")
+    # Kimi saw turn 1 in the second call's history: the agent only passed the conversation id back.
+    [_, follow_up] = fake_kimi.chat_requests()
+    texts = user_and_assistant_texts(follow_up)
+    assert texts[:2] == [("user", "Write is_palindrome."), ("assistant", "def is_palindrome(s): return s == s[::-1]")]
+    assert texts[2][0] == "user" and texts[2][1].startswith("Review your answer above")
