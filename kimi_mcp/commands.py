@@ -41,9 +41,18 @@ def quota_bar(label: str, window: QuotaWindow) -> str:
 
 
 async def status(settings: Settings, out: TextIO = sys.stdout) -> int:
-    """Print the login state, the backend (docs/backends.md) and the quota. The exit status is 0 only when a
-    credential is set up and Kimi answered with it, so scripts and health checks can rely on it; otherwise the
-    printed lines say why. A backend without plan usage (no /v1/usages) says so and is not a failure."""
+    """Print the login state, the backend (docs/backends.md), the quota and the conversation store. The exit status
+    is 0 only when a credential is set up and Kimi answered with it, so scripts and health checks can rely on it;
+    otherwise the printed lines say why. A backend without plan usage (no /v1/usages) says so and is not a failure;
+    nor is the store, which only adds its line (logged in or not)."""
+    from kimi_mcp.conversations_command import store_line
+
+    code = await _account_status(settings, out)
+    print(await store_line(settings), file=out)
+    return code
+
+
+async def _account_status(settings: Settings, out: TextIO) -> int:
     from kimi_mcp.kimi.backend import probe
     from kimi_mcp.kimi.client import KimiClient
 

@@ -270,6 +270,36 @@ class ConversationNotFound(KimiMcpError):
         )
 
 
+class NoSuchConversation(KimiMcpError):
+    """`kimi-mcp conversations show|delete` named an id the store does not hold."""
+
+    def __init__(self, conversation_id: str) -> None:
+        super().__init__(
+            f"No conversation with id {conversation_id!r} is stored (it may have expired or been deleted). "
+            "`kimi-mcp conversations list` shows the ids."
+        )
+
+
+class NotAConversationId(KimiMcpError):
+    """`kimi-mcp conversations show|delete` got something that is not an id at all."""
+
+    def __init__(self, shown: str) -> None:
+        super().__init__(
+            f"{shown!r} is not a conversation id: ids look like kc_ followed by 16 hex digits "
+            "(e.g. kc_0123456789abcdef). `kimi-mcp conversations list` shows them."
+        )
+
+
+class StoreFailed(KimiMcpError):
+    """`kimi-mcp conversations` could not finish with the store (e.g. a writer held it past the busy timeout)."""
+
+    def __init__(self, path: str, detail: str) -> None:
+        super().__init__(
+            f"The conversation store {path} could not be used ({detail}); nothing was changed. If a kimi-mcp server "
+            "was busy writing to it, try again."
+        )
+
+
 class InternalError(KimiMcpError):
     """A bug or an unexpected local fault (disk full, database busy): reported, never a crash."""
 

@@ -133,6 +133,10 @@ def test_status_shows_quota_bars_with_an_api_key(kimi_env: dict[str, str]) -> No
     assert "5-hour" in done.stdout and "weekly" in done.stdout
     assert " 6% (3 of 50" in done.stdout and "12% (12 of 100" in done.stdout
     assert kimi_env["KIMI_API_KEY"] not in done.stdout
+    # After the bars, the store (tests/test_conversations_cli.py fills one); status does not create it.
+    store = Path(kimi_env["KIMI_MCP_HOME"]) / "kimi-mcp.sqlite3"
+    assert done.stdout.splitlines()[-1] == f"Store:     no conversations yet ({store})"
+    assert not store.exists()
 
 
 def test_status_and_logout_with_an_account_login(kimi_env: dict[str, str], fake_kimi: FakeKimi) -> None:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from kimi_mcp.store import Conversation
+    from kimi_mcp.store import Conversation, ConversationSummary
 
 CONVERSATIONS_URI = "kimi://conversations"
 # A cut may step back this far to land on a paragraph, line or word boundary instead of mid-word.
@@ -65,3 +68,19 @@ def render_transcript(conversation: Conversation) -> str:
         header += ["", "## System", "", conversation.system]
     turns = [render_turn(conversation, i) for i in range(1, len(conversation.turns) + 1)]
     return "\n".join(header) + "\n\n" + "\n".join(turns)
+
+
+def render_conversation_list(summaries: Sequence[ConversationSummary]) -> str:
+    """The kimi://conversations resource's JSON; `kimi-mcp conversations list --json` prints the same."""
+    items = [
+        {
+            "id": s.id,
+            "uri": conversation_uri(s.id),
+            "first_prompt_line": s.first_prompt_line,
+            "updated_at": datetime.fromtimestamp(s.updated_at, UTC).isoformat(),
+            "turns": s.turns,
+            "model": s.model,
+        }
+        for s in summaries
+    ]
+    return json.dumps({"conversations": items}, indent=2, ensure_ascii=False)

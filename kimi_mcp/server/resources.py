@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from mcp.server import MCPServer
@@ -16,7 +15,7 @@ from mcp.shared.exceptions import MCPError
 
 from kimi_mcp import errors
 from kimi_mcp.server.login_prompt import login_resource_state
-from kimi_mcp.server.output import CONVERSATIONS_URI, render_transcript
+from kimi_mcp.server.output import CONVERSATIONS_URI, render_conversation_list, render_transcript
 from kimi_mcp.server.state import AppState
 from kimi_mcp.store import Conversation
 
@@ -37,19 +36,7 @@ async def login(state: AppState) -> str:
 
 async def conversations(state: AppState) -> str:
     """Recent conversations, most recent first, as JSON."""
-    summaries = await state.store.recent(_RECENT_LIMIT)
-    items = [
-        {
-            "id": s.id,
-            "uri": f"{CONVERSATIONS_URI}/{s.id}",
-            "first_prompt_line": s.first_prompt_line,
-            "updated_at": datetime.fromtimestamp(s.updated_at, UTC).isoformat(),
-            "turns": s.turns,
-            "model": s.model,
-        }
-        for s in summaries
-    ]
-    return json.dumps({"conversations": items}, indent=2, ensure_ascii=False)
+    return render_conversation_list(await state.store.recent(_RECENT_LIMIT))
 
 
 async def _load(ctx: Context, conversation_id: str) -> Conversation:

@@ -174,6 +174,34 @@ class ConversationStore:
         cutoff = self._cutoff()
         return await self._db.run(lambda conn: _expire(conn, cutoff))
 
+    @property
+    def path(self) -> Path:
+        """The database file (it may not exist yet: the store opens lazily)."""
+        return self._db.path
+
+    async def count(self) -> int:
+        """How many live (unexpired) conversations there are: what `recent` would list without a limit."""
+        cutoff = self._cutoff()
+        return await self._db.run(lambda conn: _count(conn, cutoff))
+
+    async def delete(self, conversation_id: str) -> ConversationSummary | None:
+        """Delete a conversation and its turns (the upload cache stays: it is keyed by content, not by conversation).
+
+        Returns what was deleted, or None if no such conversation is stored. A call in flight on it in a server
+        writes it back under its id when its turn completes (see `continue_conversation`).
+        """
+        if not is_conversation_id(conversation_id):
+            return None
+        return await self._db.run(lambda conn: _delete_one(conn, conversation_id))
+
+    async def prune(
+        self, *, older_than_seconds: float | None, keep: int | None, dry_run: bool = False
+    ) -> list[ConversationSummary]:
+        """Delete the conversations not updated for `older_than_seconds` (None: any age), except the `keep` most
+        recently updated ones (None: none kept for that reason), newest first; `dry_run` only lists them."""
+        cutoff = None if older_than_seconds is None else time.time() - older_than_seconds
+        return await self._db.run(lambda conn: _prune(conn, cutoff, max(0, keep or 0), dry_run))
+
     async def aclose(self) -> None:
         """Close the connection. A later call opens it again."""
         await self._db.aclose()
@@ -329,25 +357,60 @@ def _first_line(turn: Turn) -> str:
     return ""
 
 
-def _recent(conn: sqlite3.Connection, cutoff: float, limit: int) -> list[ConversationSummary]:
-    rows = conn.execute(
-        "SELECT id, first_prompt_line, updated_at, turn_count, model FROM conversations "
-        "WHERE updated_at >= ? ORDER BY updated_at DESC, id DESC LIMIT ?",
-        (cutoff, limit),
-    ).fetchall()
+_SUMMARY_COLUMNS = "SELECT id, first_prompt_line, updated_at, turn_count, model FROM conversations "
+
+
+def _summaries(rows: list[tuple[str, str, float, int, str]]) -> list[ConversationSummary]:
     return [
         ConversationSummary(id=id_, first_prompt_line=line, updated_at=updated, turns=turns, model=model)
         for id_, line, updated, turns, model in rows
     ]
 
 
+def _recent(conn: sqlite3.Connection, cutoff: float, limit: int) -> list[ConversationSummary]:
+    rows = conn.execute(
+        _SUMMARY_COLUMNS + "WHERE updated_at >= ? ORDER BY updated_at DESC, id DESC LIMIT ?", (cutoff, limit)
+    ).fetchall()
+    return _summaries(rows)
+
+
+def _count(conn: sqlite3.Connection, cutoff: float) -> int:
+    return int(conn.execute("SELECT count(*) FROM conversations WHERE updated_at >= ?", (cutoff,)).fetchone()[0])
+
+
+def _delete_where(conn: sqlite3.Connection, condition: str, parameters: tuple[object, ...]) -> int:
+    """Delete the conversations matching `condition` (SQL over `conversations`) with all their rows; how many went.
+    The caller holds an IMMEDIATE transaction."""
+    # Turns and cache keys first, explicitly: the cascade needs foreign_keys on, which a hand-opened sqlite3
+    # shell lacks.
+    for table in ("turns", "turn_files", "cache_keys"):
+        conn.execute(
+            f"DELETE FROM {table} WHERE conversation_id IN (SELECT id FROM conversations WHERE {condition})",
+            parameters,
+        )
+    return conn.execute(f"DELETE FROM conversations WHERE {condition}", parameters).rowcount
+
+
 def _expire(conn: sqlite3.Connection, cutoff: float) -> int:
     with transaction(conn, "IMMEDIATE"):
-        # Turns and cache keys first, explicitly: the cascade needs foreign_keys on, which a hand-opened sqlite3
-        # shell lacks.
-        for table in ("turns", "turn_files", "cache_keys"):
-            conn.execute(
-                f"DELETE FROM {table} WHERE conversation_id IN (SELECT id FROM conversations WHERE updated_at < ?)",
-                (cutoff,),
-            )
-        return conn.execute("DELETE FROM conversations WHERE updated_at < ?", (cutoff,)).rowcount
+        return _delete_where(conn, "updated_at < ?", (cutoff,))
+
+
+def _delete_one(conn: sqlite3.Connection, conversation_id: str) -> ConversationSummary | None:
+    with transaction(conn, "IMMEDIATE"):  # what is reported is what is deleted
+        found = _summaries(conn.execute(_SUMMARY_COLUMNS + "WHERE id = ?", (conversation_id,)).fetchall())
+        if found:
+            _delete_where(conn, "id = ?", (conversation_id,))
+    return found[0] if found else None
+
+
+def _prune(conn: sqlite3.Connection, cutoff: float | None, keep: int, dry_run: bool) -> list[ConversationSummary]:
+    with transaction(conn, "DEFERRED" if dry_run else "IMMEDIATE"):  # the list and the deletes see one database
+        rows = conn.execute(
+            _SUMMARY_COLUMNS + "ORDER BY updated_at DESC, id DESC LIMIT -1 OFFSET ?", (keep,)
+        ).fetchall()
+        going = [s for s in _summaries(rows) if cutoff is None or s.updated_at < cutoff]
+        if not dry_run:
+            for summary in going:
+                _delete_where(conn, "id = ?", (summary.id,))
+    return going
