@@ -56,6 +56,9 @@ def _parser() -> argparse.ArgumentParser:
     chat.add_argument("--system", help="system instructions")
     upload = commands.add_parser("upload", help="upload images or videos to Kimi and print their ms:// ids")
     upload.add_argument("files", nargs="+", metavar="FILE", help="image (JPEG, PNG, GIF, WebP) or video file")
+    from kimi_mcp.conversations_command import add_parser as add_conversations_parser
+
+    add_conversations_parser(commands)
     return parser
 
 
@@ -98,6 +101,12 @@ def main(argv: Sequence[str] | None = None) -> None:
             from kimi_mcp.upload_command import upload
 
             status = anyio.run(upload, settings, args.files)
+            if status:
+                raise SystemExit(status)
+        elif command == "conversations":
+            from kimi_mcp.conversations_command import conversations
+
+            status = anyio.run(conversations, settings, args)
             if status:
                 raise SystemExit(status)
         elif command == "login":
