@@ -33,26 +33,33 @@ MAX_MEDIA_PER_CALL = 20
 # Entries, not files: a folder or a glob stands for many (context_files bounds the files themselves).
 MAX_FILE_ENTRIES_PER_CALL = 200
 
+# What the calling agent reads to decide when and how to use each tool (docs/hosts.md: Codex may find the tools by
+# keyword search, so the words an agent would search for are in them). The whole tools/list answer must stay
+# under 6,000 characters (tests/server/test_tools.py): every word here is paid for in each host session's context.
 CHAT_DESCRIPTION = (
-    "Ask Kimi (Moonshot's kimi-for-coding, 262k-token context) and get its reply. Kimi sees ONLY what you put "
-    "in this call (prompt, system, media, files) plus earlier turns of the same conversation_id — not your tools "
-    "or chat. Good for a second opinion or review, reading long text you paste in, or a parallel sub-task. "
-    "Returns the reply as text ending with a line [conversation_id: … · turn N]; pass the id back to continue "
-    "the thread (cheap: Kimi caches the shared prefix). Long replies are cut; the footer then names the "
-    "kimi://conversations/{id} resource with the full text. media: images/videos Kimi should see, as absolute "
-    "paths on the kimi-mcp server's disk or ms:// ids from kimi_upload_media. files: absolute files, folders "
-    "or globs on the server's disk that kimi-mcp reads and sends as context (skipping .git, dependencies, "
-    "build output, .gitignored and binary files); unchanged files are not resent in later turns."
+    "Ask Kimi (Moonshot's kimi-for-coding, 262k-token context) and get its reply. Use it for a second opinion or "
+    "code review, reading long text or many files, or a parallel sub-task. Kimi sees ONLY what you put in this "
+    "call (prompt, system, media, files) plus earlier turns of the same conversation_id: not your tools, files "
+    "or chat, so include everything it needs. The reply is text ending with [conversation_id: ... · turn N]; pass "
+    "that id back to continue the thread (cheap: Kimi caches the shared prefix). Parallel calls are fine; calls "
+    "on one id take turns. A long reply is cut and its footer names the kimi://conversations/{id} resource with "
+    "the full text (or ask Kimi, in the same conversation, for the rest). files: absolute files, folders or "
+    "globs on the kimi-mcp server's disk, read by kimi-mcp itself (skipping .git, dependencies, build output, "
+    ".gitignored and binary files); later turns resend only changed files. media: images/videos as absolute "
+    "paths on that disk, or ms:// ids from kimi_upload_media. A failed call's text starts with Error: and says "
+    "what to do."
 )
 UPLOAD_DESCRIPTION = (
     "Upload an image (JPEG, PNG, GIF, WebP) or video (MP4, MOV, WebM, MKV, AVI, FLV, 3GP, MPEG) to Kimi and get "
-    "an ms:// id to pass in kimi_chat's media. path: an absolute path on the kimi-mcp server's disk, inside its "
-    "allowed folders; data_base64 + mime_type: the bytes themselves, for clients not on the server's machine. "
-    "The same content always gives the same id (cached), so re-sending it keeps Kimi's cache warm."
+    "an ms:// id to pass in kimi_chat's media. Not needed for a file on the kimi-mcp server's disk: kimi_chat's "
+    "media takes its path. Use it when you are not on the server's machine (data_base64 + mime_type: the bytes "
+    "themselves), or to upload ahead of time (path: absolute, inside the server's allowed folders). The same "
+    "content always gives the same id (cached)."
 )
 STATUS_DESCRIPTION = (
-    "Show how kimi-mcp is signed in to Kimi (API key, account login or none), the base URL and protocol, and "
-    "when logged in the 5-hour and weekly quota. Never shows a token."
+    "Show how kimi-mcp is signed in to Kimi (API key, account login or none), the backend, model and protocol, "
+    "and the plan's 5-hour and weekly quota with reset times. Call it when kimi_chat reports a login, 401/403 "
+    "or quota (429) problem. Never shows a token."
 )
 
 
@@ -82,7 +89,7 @@ async def kimi_chat(
         str | None, Field(description="System instructions for a new conversation (ignored when continuing).")
     ] = None,
     conversation_id: Annotated[
-        str | None, Field(description="Continue this conversation (from an earlier kimi_chat result).")
+        str | None, Field(description="Continue this conversation: the kc_... id from an earlier result's footer.")
     ] = None,
     thinking: Annotated[
         Literal["off", "low", "high", "max"] | None,
@@ -115,7 +122,8 @@ async def kimi_chat(
         list[Annotated[str, Field(min_length=1, max_length=4096)]] | None,
         Field(
             max_length=MAX_FILE_ENTRIES_PER_CALL,
-            description="Files, folders or globs (absolute, on the server's disk) to give Kimi as context.",
+            description="Files, folders or globs (absolute, on the server's disk, e.g. /repo/src/**/*.py) for Kimi "
+            "to read as context.",
         ),
     ] = None,
     on_overflow: Annotated[
