@@ -32,7 +32,7 @@ WRONG_KEY = "sk-kimi-wrong-key-0123456789abcdef"
 def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """No proxy or kimi-mcp variable of the machine running the tests may change what doctor sees."""
     for name in list(os.environ):
-        if name.upper() in PROXY_VARIABLES or name.upper().startswith("KIMI_"):
+        if name.upper() in PROXY_VARIABLES or name.upper().startswith(("KIMI_", "SSL_CERT_")):
             monkeypatch.delenv(name)
 
 
@@ -186,6 +186,37 @@ def test_proxy_pointing_nowhere_is_named_with_its_variable(
     assert fake_kimi.requests == []
 
 
+def test_https_proxy_is_the_one_for_an_https_base_url(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], kimi_env: dict[str, str]
+) -> None:
+    port = refusing_port()
+    env = {
+        **kimi_env,
+        "KIMI_CODE_BASE_URL": "https://kimi-doctor-test.invalid/coding",
+        "HTTP_PROXY": "http://127.0.0.1:1",  # for http:// URLs only: must not be the one named
+        "HTTPS_PROXY": f"http://user:secret-pass@127.0.0.1:{port}",
+    }
+    status, checks, output = doctor(monkeypatch, capsys, env)
+    assert status == 1
+    assert failed(checks) == {"proxy"}
+    assert (
+        checks["proxy"]["fix"] == f"HTTPS_PROXY points to 127.0.0.1:{port}, which refuses connections: fix or unset it"
+    )
+    assert checks["api.dns"]["status"] == "skipped"  # the proxy resolves the host, not the client
+    assert "secret-pass" not in output  # a proxy's password is never shown
+
+
+def test_unloadable_ca_file_is_named(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], kimi_env: dict[str, str], tmp_path: Path
+) -> None:
+    missing = tmp_path / "no-such-ca.pem"
+    status, checks, _ = doctor(monkeypatch, capsys, {**kimi_env, "SSL_CERT_FILE": str(missing)})
+    assert status == 1
+    assert failed(checks) == {"tls.trust"}
+    assert checks["tls.trust"]["fix"] == f"SSL_CERT_FILE points to {missing}: fix or unset it"
+    assert checks["models"]["status"] == "skipped" and "tls.trust" in checks["models"]["detail"]
+
+
 def test_no_proxy_exempts_the_host_as_httpx2_does(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], kimi_env: dict[str, str]
 ) -> None:
@@ -205,7 +236,8 @@ def test_broken_settings_are_reported_not_fatal(
     assert failed(checks) == {"settings"}
     assert "KIMI_MCP_TIMEOUT" in checks["settings"]["detail"] and "KIMI_CODE_PROTOCOL" in checks["settings"]["detail"]
     assert checks["settings"]["fix"]
-    assert all(c["status"] == "skipped" for name, c in checks.items() if name != "settings")
+    assert checks["tls.trust"]["status"] == "ok"  # read from the environment alone
+    assert all(c["status"] == "skipped" for name, c in checks.items() if name not in ("settings", "tls.trust"))
     assert kimi_env["KIMI_API_KEY"] not in output
 
 

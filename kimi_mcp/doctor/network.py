@@ -112,10 +112,15 @@ async def _tls_check(name: str, endpoint: Endpoint) -> Check:
     return ok(name, f"{version} with {endpoint.host}, certificate verified")
 
 
-def _cause(exc: BaseException, endpoint: Endpoint) -> str:
+def cause(exc: BaseException, place: str, url: str) -> str:
+    """Why a step failed, in netcause's words; a timeout of our own bound names the bound."""
     if isinstance(exc, TimeoutError):
-        return f"no answer from {endpoint.place} within {STEP_SECONDS:g} s"
-    return describe_transport_error(exc, endpoint.url)
+        return f"no answer from {place} within {STEP_SECONDS:g} s"
+    return describe_transport_error(exc, url)
+
+
+def _cause(exc: BaseException, endpoint: Endpoint) -> str:
+    return cause(exc, endpoint.place, endpoint.url)
 
 
 def _fix(endpoint: Endpoint, suspects: str) -> str:

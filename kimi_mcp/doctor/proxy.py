@@ -15,10 +15,8 @@ from urllib.parse import urlsplit
 import httpx2
 from httpx2._utils import URLPattern, get_environment_proxies
 
-from kimi_mcp.netcause import describe_transport_error
-
 from .model import Check, fail, ok, skipped
-from .network import Endpoint, connect, refuses
+from .network import Endpoint, cause, connect, refuses
 
 PROXY = "proxy"
 TRUST = "tls.trust"
@@ -102,10 +100,8 @@ def _where(r: Route) -> str:
 
 
 def _cause(exc: BaseException, r: Route) -> str:
-    if isinstance(exc, TimeoutError):
-        host, port = r.proxy_place
-        return f"no answer from the proxy {host}:{port}"
-    return describe_transport_error(exc, r.proxy or "")
+    host, port = r.proxy_place
+    return cause(exc, f"the proxy {host}:{port}", r.proxy or "")
 
 
 def _variable_of(scheme: str, environ: Mapping[str, str]) -> str:

@@ -57,7 +57,8 @@ async def run(environ: Mapping[str, str], *, offline: bool = False) -> Report:
     settings, settings_check = load(environ)
     if settings is None:
         why = "not tried: the settings are invalid (see settings)"
-        return Report(None, [settings_check, *(skipped(name, why) for name in NAMES[1:])])
+        # The CA settings are read from the environment alone: still worth knowing.
+        return Report(None, [settings_check, proxy.trust_check(), *(skipped(name, why) for name in NAMES[2:])])
     if settings.api_key is not None:
         logs.register_secret(settings.api_key.get_secret_value())
     deadline = anyio.current_time() + RUN_SECONDS
@@ -93,7 +94,8 @@ def _first_jobs(settings: Settings, offline: bool) -> list[Job]:
         try:
             http = build_http_client(settings, timeout=STEP_SECONDS)
         except (OSError, ValueError, httpx2.InvalidURL) as exc:  # a CA file or proxy URL the client refuses
-            return [skipped(credential.NAME, f"not tried: the HTTP client cannot be built ({exc})")]
+            why = f"not tried: the HTTP client cannot be built ({exc}; see tls.trust and proxy)"
+            return [skipped(credential.NAME, why)]
         async with http:
             return [await credential.credential_check(settings, http)]
 

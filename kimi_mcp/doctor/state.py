@@ -22,6 +22,7 @@ from kimi_mcp.store.db import DB_FILE_NAME, SCHEMA_VERSION
 from .model import STEP_SECONDS, Check, fail, ok, skipped
 
 FOLDER, CREDENTIALS, STORE = "state.folder", "state.credentials", "state.store"
+_STORE_FIX = "move {path} away (or delete it): kimi-mcp starts a new, empty one (earlier conversations are gone)"
 _HOME_FIX = "set KIMI_MCP_HOME to a private folder of your own, or unset it to use ~/.kimi-mcp"
 
 
@@ -70,12 +71,12 @@ async def store_check(home: Path) -> Check:
             verdict, version = await anyio.to_thread.run_sync(_inspect, path, abandon_on_cancel=True)
         except sqlite3.DatabaseError as exc:
             unreadable = StoreUnreadable(str(path), str(exc))
-            return fail(STORE, unreadable.message, f"move {path} away (or delete it): kimi-mcp starts a new, empty one")
+            return fail(STORE, unreadable.message, _STORE_FIX.format(path=path))
         if verdict != "ok":
             return fail(
                 STORE,
                 f"{path} is damaged: {verdict[:200]}",
-                f"move {path} away (or delete it): kimi-mcp starts a new, empty one",
+                _STORE_FIX.format(path=path),
             )
         if version > SCHEMA_VERSION:
             why = f"{path} was written by a newer kimi-mcp (schema {version}, this one knows {SCHEMA_VERSION})"
