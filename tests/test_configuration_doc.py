@@ -79,3 +79,11 @@ def test_the_module_prints_the_page(tmp_path: Path) -> None:
     ).stdout
     assert printed == settings_doc.render()
     assert printed.startswith("# Configuration\n")
+
+
+def test_the_pages_that_point_users_at_settings_name_only_real_ones() -> None:
+    """A renamed variable left behind in the README or the troubleshooting page fails here."""
+    listed = {name for field in Settings.model_fields.values() for name in settings_doc.environment_names(field)}
+    for name in ("README.md", "docs/troubleshooting.md", "docs/index.md"):
+        named = set(re.findall(r"\b(?:KIMI|PI)_[A-Z0-9_]*[A-Z0-9]\b", (ROOT / name).read_text(encoding="utf-8")))
+        assert named - listed == set(), f"{name} names variables that are not settings: {sorted(named - listed)}"
