@@ -542,12 +542,15 @@ class ContextFilesOverBudget(KimiMcpError):
         byte_budget: int,
         largest: list[tuple[str, int]],
         even_cut: bool = False,
+        window_tokens: int | None = None,
     ) -> None:
         room = []
         if tokens > token_budget:
+            # The window in use (KIMI_MCP_CONTEXT_TOKENS, /v1/models or the default), when the caller knows it.
+            window = f"{window_tokens:,} tokens, less" if window_tokens is not None else "less"
             room.append(
-                f"{max(token_budget, 0):,} tokens are left in Kimi's context window (262,144 tokens, less the "
-                "system text, the conversation so far, the prompt and room for the reply)"
+                f"{max(token_budget, 0):,} tokens are left in Kimi's context window ({window} the system text, "
+                "the conversation so far, the prompt and room for the reply)"
             )
         if size > byte_budget:
             room.append(f"{max(byte_budget, 0):,} bytes are left under Kimi's 2 MiB request cap")
@@ -570,6 +573,7 @@ class ContextFilesOverBudget(KimiMcpError):
         self.size = size
         self.byte_budget = byte_budget
         self.largest = largest
+        self.window_tokens = window_tokens
 
 
 class TooManyContextFiles(KimiMcpError):

@@ -21,6 +21,8 @@ from kimi_mcp.context_files import (
     FileSet,
     PackedFiles,
     SkippedPath,
+    budget_for,
+    budget_left,
     collect,
     diff_sent,
     estimate_tokens,
@@ -31,9 +33,13 @@ from kimi_mcp.context_files import (
 )
 from kimi_mcp.context_files import read as read_module
 from kimi_mcp.context_files import walk as walk_module
+from kimi_mcp.context_files.budget import REQUEST_CAP_BYTES
 from kimi_mcp.errors import ContextFilesOverBudget, FileAccessDenied, NoContextFiles, TooManyContextFiles
+from kimi_mcp.kimi import wires
 from kimi_mcp.kimi.anthropic_wire import body_bytes
-from kimi_mcp.settings import Settings
+from kimi_mcp.kimi.models import ChatRequest, Message, TextBlock
+from kimi_mcp.kimi.upstream import MAX_REQUEST_BYTES
+from kimi_mcp.settings import Settings, WireProtocol
 from kimi_mcp.testing.fake_cache import token_count
 
 posix_only = pytest.mark.skipif(os.name == "nt", reason="POSIX symlinks and FIFOs")
@@ -313,6 +319,43 @@ def test_wire_bytes_is_what_the_block_adds_to_the_request_body(text: str) -> Non
 # -- the budget -----------------------------------------------------------------------------------------------
 
 
+def test_the_budget_is_the_window_less_the_request_and_a_reply_reserve() -> None:
+    # docs/files.md's example: a 6,000-byte request on a 262,144-token window.
+    assert budget_left(6_000, window_tokens=262_144) == Budget(227_376, 2_090_128, window=262_144)
+    # The reserve: the call's max_output_tokens, never more than a quarter of the window.
+    assert budget_left(6_000, window_tokens=262_144, max_output_tokens=4_000).tokens == 262_144 - 2_000 - 4_000
+    assert budget_left(6_000, window_tokens=32_768).tokens == 32_768 - 2_000 - 8_192
+    assert budget_left(6_000, window_tokens=32_768, max_output_tokens=100_000).tokens == 32_768 - 2_000 - 8_192
+    # Never below nothing: a request already filling the window or the body cap leaves 0.
+    assert budget_left(3_000_000, window_tokens=262_144) == Budget(0, 0, window=262_144)
+    assert REQUEST_CAP_BYTES == MAX_REQUEST_BYTES == 2_097_152  # the cap the wire enforces
+
+
+@pytest.mark.parametrize("protocol", ["anthropic", "openai"])
+def test_budget_for_counts_the_request_as_its_wire_writes_it(protocol: WireProtocol) -> None:
+    def request(history: int, max_output_tokens: int | None = None) -> ChatRequest:
+        earlier = [Message(role="user", content=[TextBlock(text="é" * history)])] if history else []
+        return ChatRequest(
+            model="kimi-for-coding",
+            system="Be brief.",
+            messages=[*earlier, Message(role="user", content=[TextBlock(text="Review this.")])],
+            max_output_tokens=max_output_tokens,
+        )
+
+    small = budget_for(request(0), protocol=protocol, window_tokens=262_144)
+    used = wires.body_bytes(wires.build_body(protocol, request(0)))
+    assert small == budget_left(used, window_tokens=262_144)
+    # A history of 30,000 two-byte characters costs 60,000 bytes more (with its message around it) and a third of
+    # that in tokens.
+    longer = budget_for(request(30_000), protocol=protocol, window_tokens=262_144)
+    assert 60_000 < small.bytes - longer.bytes < 60_100
+    assert 20_000 <= small.tokens - longer.tokens < 20_050
+    # The call's max_output_tokens is the reserve (its own digits in the body change the count by a byte or two).
+    reserved = budget_for(request(0, 1_000), protocol=protocol, window_tokens=262_144)
+    assert abs(reserved.tokens - (small.tokens + 32_768 - 1_000)) <= 1
+    assert budget_for(request(0), protocol=protocol, window_tokens=100_000).window == 100_000
+
+
 def context_file(path: str, text: str) -> ContextFile:
     data = text.encode()
     return ContextFile(
@@ -351,6 +394,24 @@ def test_over_budget_is_an_error_naming_the_total_and_the_largest_files(sizes: l
     assert message.index("bigger.py") < message.index("big.py (") < message.index("medium.py")
     assert 'on_overflow="truncate"' in message
     assert [path for path, _ in err.value.largest][:2] == ["bigger.py", "big.py"]
+
+
+@pytest.mark.parametrize("window", [32_768, 1_000_000])
+def test_the_over_budget_error_names_the_window_in_use(sizes: list[ContextFile], window: int) -> None:
+    budget = budget_left(3 * (window - 10_000), window_tokens=window)  # a long conversation: little room left
+    assert budget.window == window and budget.tokens < 10_000
+    with pytest.raises(ContextFilesOverBudget) as err:
+        pack(sizes, [], budget)
+    message = str(err.value)
+    assert f"Kimi's context window ({window:,} tokens, less the system text" in message
+    assert "262,144" not in message
+    assert err.value.window_tokens == window
+
+
+def test_a_budget_without_a_known_window_names_no_number(sizes: list[ContextFile]) -> None:
+    with pytest.raises(ContextFilesOverBudget) as err:
+        pack(sizes, [], Budget(tokens=100, bytes=2_097_152))
+    assert "Kimi's context window (less the system text" in str(err.value)
 
 
 def test_the_byte_cap_counts_too(sizes: list[ContextFile]) -> None:

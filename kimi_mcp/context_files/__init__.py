@@ -3,16 +3,18 @@
 The core of `kimi_chat`'s `files` (docs/files.md). No MCP here: a `KimiClient` user calls it the same way.
 
     policy = FileAccessPolicy.from_settings(settings)
+    window = (await client.context_window(request.model)).tokens
     packed = await prepare_files(
         ["/repo/src", "/repo/README.md", "/repo/tests/**/*.py"], policy,
-        budget=Budget(tokens=tokens_left, bytes=bytes_left),
+        budget=budget_for(request, protocol=settings.protocol, window_tokens=window),  # request: without the files
         max_file_bytes=settings.max_file_bytes,
         previously_sent=hashes_of_earlier_turns,        # {path: sha256}: not sent again when unchanged
     )
     content = [*packed.blocks(), TextBlock(text=prompt)]  # the user turn; record packed.sent_hashes() with it
 
-Three steps, each usable alone: `read_files` (walk, skip, read, hash, estimate: in a worker thread, with
-progress), `pack` (diff against what was sent, blocks in a stable order, the budget), `estimate_tokens`.
+Steps usable alone: `budget_for` / `budget_left` (what a request leaves for files), `read_files` (walk, skip,
+read, hash, estimate: in a worker thread, with progress), `pack` (diff against what was sent, blocks in a stable
+order, the budget), `estimate_tokens`.
 """
 
 from __future__ import annotations
@@ -25,9 +27,9 @@ import anyio.from_thread
 import anyio.to_thread
 
 from kimi_mcp.access import FileAccessPolicy
+from kimi_mcp.context_files.budget import FILES_REPLY_RESERVE_TOKENS, Budget, budget_for, budget_left
 from kimi_mcp.context_files.model import SKIP_REASONS, ContextFile, FileSet, SkippedPath, SkipReason
 from kimi_mcp.context_files.pack import (
-    Budget,
     FileStatus,
     OnOverflow,
     PackedFile,
@@ -44,6 +46,7 @@ from kimi_mcp.context_files.walk import MAX_FILES, expand
 from kimi_mcp.errors import NoContextFiles
 
 __all__ = [
+    "FILES_REPLY_RESERVE_TOKENS",
     "MAX_FILES",
     "SKIP_REASONS",
     "Budget",
@@ -55,6 +58,8 @@ __all__ = [
     "PackedFiles",
     "SkipReason",
     "SkippedPath",
+    "budget_for",
+    "budget_left",
     "collect",
     "diff_sent",
     "estimate_tokens",

@@ -9,14 +9,14 @@ in a UTF-8 file) becomes U+FFFD rather than costing the whole file. BLOCKING (ca
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable, Sequence
+from hashlib import sha256
 
 from kimi_mcp.access import read_regular
 from kimi_mcp.context_files.model import ContextFile, SkippedPath
 from kimi_mcp.context_files.tokens import estimate_tokens
-from kimi_mcp.context_files.walk import Candidate
+from kimi_mcp.context_files.walk import Candidate, _new_tuple
 from kimi_mcp.errors import FileAccessDenied
 
 HEAD_BYTES = 8192  # as git's buffer_is_binary: the first 8,000-odd bytes decide
@@ -37,14 +37,12 @@ def read_one(candidate: Candidate, max_file_bytes: int) -> ContextFile | Skipped
     text = _decode(data)
     if text is None:
         return SkippedPath(candidate.path, "binary")
-    return ContextFile(
-        path=candidate.path,
-        real=candidate.real,
-        text=text,
-        size=len(data),
-        lines=count_lines(text),
-        tokens=estimate_tokens(text),
-        sha256=hashlib.sha256(data).hexdigest(),
+    newlines = text.count("\n")
+    lines = newlines + 1 if text and text[-1] != "\n" else newlines  # count_lines, inline: once a file
+    # ContextFile(path, real, text, size, lines, tokens, sha256), built as walk.py builds its tuples.
+    return _new_tuple(
+        ContextFile,
+        (candidate.path, candidate.real, text, len(data), lines, estimate_tokens(text), sha256(data).hexdigest()),
     )
 
 

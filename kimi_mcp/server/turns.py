@@ -15,11 +15,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
 from kimi_mcp import errors
-from kimi_mcp.kimi import wires
 from kimi_mcp.kimi.attachments import Attachments, Reopen
 from kimi_mcp.kimi.media import LocalMedia
 from kimi_mcp.kimi.models import ChatRequest, ChatResult, ContentBlock, MediaBlock, Message, TextBlock
-from kimi_mcp.kimi.upstream import MAX_REQUEST_BYTES
 from kimi_mcp.server.progress import ProgressReporter
 from kimi_mcp.server.state import AppState
 from kimi_mcp.server.surrogates import has_lone_surrogates, replace_lone_surrogates
@@ -31,15 +29,6 @@ if TYPE_CHECKING:  # context_files (and pathspec) load on the first call that re
     from kimi_mcp.context_files import OnOverflow, PackedFiles
 
 logger = logging.getLogger(__name__)
-
-# What files given as context leave of the model's window for the reply (at most a quarter of a small window),
-# unless the call sets max_output_tokens.
-FILES_REPLY_RESERVE_TOKENS = 32_768
-# Room in the body cap for what the byte count of the request without files leaves out (`stream`, separators).
-_BODY_MARGIN_BYTES = 1024
-# What the request without the files takes of the window, estimated as the wires do (docs/kimi-api.md §5): 3 bytes a
-# token, on the safe side.
-_BYTES_PER_TOKEN = 3
 
 
 @dataclass(frozen=True)
@@ -199,17 +188,13 @@ async def _ask_kimi(
 async def _read_files(
     state: AppState, reporter: ProgressReporter, ask: Ask, request: ChatRequest, sent_files: dict[str, str]
 ) -> PackedFiles:
-    """`ask.files` read and packed into what the request leaves of Kimi's window and of the body cap."""
-    from kimi_mcp.context_files import Budget, prepare_files
+    """`ask.files` read and packed into what the request leaves of the model's window and of the body cap
+    (context_files.budget_for, docs/files.md "The budget")."""
+    from kimi_mcp.context_files import budget_for, prepare_files
 
     assert ask.files_policy is not None
-    used = wires.body_bytes(wires.build_body(state.settings.protocol, request))
-    reserve = ask.max_output_tokens or FILES_REPLY_RESERVE_TOKENS
     window = (await state.kimi.context_window(request.model)).tokens
-    budget = Budget(
-        tokens=max(window - used // _BYTES_PER_TOKEN - min(reserve, window // 4), 0),
-        bytes=max(MAX_REQUEST_BYTES - used - _BODY_MARGIN_BYTES, 0),
-    )
+    budget = budget_for(request, protocol=state.settings.protocol, window_tokens=window)
 
     async def progress(done: int, total: int) -> None:
         await reporter.reading_files(done, total)

@@ -124,6 +124,20 @@ async def test_files_over_the_budget_fail_naming_the_largest_or_are_cut_with_a_m
     assert len(fake_kimi.chat_requests()[0].body) <= 2_097_152
 
 
+async def test_the_over_budget_error_names_the_context_window_in_use(
+    files_env: dict[str, str], fake_kimi: FakeKimi, repo: Path
+) -> None:
+    (repo / "big.py").write_text("value = 'x' * 80  # a line of padding, forty-odd tokens\n" * 4_000)  # ~63k tokens
+    env = {**files_env, "KIMI_MCP_CONTEXT_TOKENS": "40000"}
+    async with Client(server_for(env)) as client:
+        refused = await client.call_tool("kimi_chat", {"prompt": "read", "files": [str(repo / "big.py")]})
+    assert refused.is_error
+    message = text_of(refused)
+    assert "Kimi's context window (40,000 tokens, less the system text" in message, message
+    assert "262,144" not in message
+    assert not fake_kimi.chat_requests()  # refused before anything was sent
+
+
 async def test_a_cjk_file_is_estimated_within_a_quarter_of_the_fakes_count(
     files_env: dict[str, str], fake_kimi: FakeKimi, repo: Path
 ) -> None:
