@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 # As many as the kimi://conversations resource lists (server/resources.py).
 DEFAULT_LIMIT = 50
 DAY_SECONDS = 86_400
+_ALL = 2**62  # `--limit 0`: SQLite's LIMIT takes a 64-bit integer
 _ID_ECHO_MAX_CHARS = 64
 
 
@@ -40,7 +41,10 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     listing = actions.add_parser("list", help="the most recent conversations, newest first (the default)")
     listing.add_argument("--json", action="store_true", help="print the kimi://conversations resource's JSON")
     listing.add_argument(
-        "--limit", type=_count_arg, default=DEFAULT_LIMIT, help=f"at most N conversations (default {DEFAULT_LIMIT})"
+        "--limit",
+        type=_count_arg,
+        default=DEFAULT_LIMIT,
+        help=f"at most N conversations (default {DEFAULT_LIMIT}; 0: all)",
     )
     show = actions.add_parser("show", help="a whole transcript, as kimi://conversations/ID shows it")
     show.add_argument("id", metavar="ID", help="a conversation id (kc_…), from `kimi-mcp conversations list`")
@@ -95,7 +99,7 @@ async def conversations(settings: Settings, args: argparse.Namespace, out: TextI
 async def _list(store: ConversationStore | None, args: argparse.Namespace, out: TextIO) -> int:
     from kimi_mcp.server.output import render_conversation_list
 
-    summaries = await store.recent(args.limit) if store is not None else []
+    summaries = await store.recent(args.limit or _ALL) if store is not None else []
     if args.json:
         print(render_conversation_list(summaries), file=out)
         return 0

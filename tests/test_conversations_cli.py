@@ -139,6 +139,8 @@ def test_list_is_newest_first_and_its_json_is_the_resource(env: dict[str, str]) 
     limited = run("conversations", "list", "--limit", "2", env=env)
     assert [line.split()[0] for line in limited.stdout.splitlines()[:2]] == [new, middle]
     assert limited.stdout.splitlines()[2] == "(2 of 3 shown, newest first; `--limit 3` shows them all)"
+    every = run("conversations", "list", "--limit", "0", env=env)  # 0: no limit
+    assert [line.split()[0] for line in every.stdout.splitlines()] == [new, middle, old]
 
 
 def test_show_prints_the_resource_transcript_and_refuses_unknown_ids(env: dict[str, str]) -> None:
