@@ -11,7 +11,9 @@ reported in ms per call.
 Reported (stdout, and `--json PATH` in bench/_results.py's shape):
 - the server's CPU per call (/proc) and the sampled busy time per call;
 - self time by package (the innermost frame's: `kimi_mcp` is ours), and the top functions by self time;
-- the top functions by inclusive time (every sample a function is on the stack of), ours marked.
+- the top functions by inclusive time (every sample a function is on the stack of), ours marked;
+- each sample charged to the innermost of our frames on its stack: what our code does itself and what it calls
+  (`stream_chat`: the request through the anthropic SDK; `_serve`: everything outside our tool, the MCP SDK).
 
 No profiling hook is added to the product: py-spy reads the process from outside.
 
@@ -72,6 +74,7 @@ def analyse(folded: Path, calls: int, top: int = 15) -> dict[str, Any]:
     rate_samples: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
     by_package: Counter[str] = Counter()
+    nearest_ours: Counter[str] = Counter()  # each sample charged to the innermost of our frames on its stack
     ours_inclusive = 0
     busy = 0
     for line in folded.read_text().splitlines():
@@ -87,13 +90,16 @@ def analyse(folded: Path, calls: int, top: int = 15) -> dict[str, Any]:
         by_package[package_of(frames[-1])] += n
         for function in {function_of(f) for f in frames}:
             inclusive[function] += n
-        if any(OURS in f for f in frames):
+        ours = [f for f in frames if OURS in f]
+        if ours:
             ours_inclusive += n
+            nearest_ours[function_of(ours[-1])] += n
     return {
         "busy_samples": busy,
         "self_by_package": dict(by_package.most_common(top)),
         "self_by_function": dict(rate_samples.most_common(top)),
         "inclusive_by_function": dict(inclusive.most_common(3 * top)),
+        "by_nearest_ours_frame": dict(nearest_ours.most_common(top)),
         "ours_self_samples": by_package.get("kimi_mcp", 0),
         "samples_with_ours_on_stack": ours_inclusive,
         "calls": calls,
@@ -147,6 +153,9 @@ def show(report: dict[str, Any]) -> None:
         for name, n in report[key].items():
             mark = " *ours*" if OURS in name or name == "kimi_mcp" else ""
             print(f"  {per_call_ms(n, report):6.2f}  {n / report['busy_samples']:5.1%}  {name}{mark}")
+    print("\ncharged to the innermost of our frames (ms per call):")
+    for name, n in report["by_nearest_ours_frame"].items():
+        print(f"  {per_call_ms(n, report):6.2f}  {n / report['busy_samples']:5.1%}  {name}")
     print("\ninclusive, ours (ms per call):")
     for name, n in report["inclusive_by_function"].items():
         if OURS in name:

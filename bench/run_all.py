@@ -41,6 +41,7 @@ BENCHES: dict[str, list[str]] = {
     "bench_media": ["bench/bench_media.py"],
     "bench_http": ["bench/bench_http.py"],
     "bench_context_files": ["bench/bench_context_files.py"],
+    "profile_chat": ["bench/profile_chat.py"],  # not a benchmark: where a kimi_chat's CPU goes (py-spy)
 }
 # The counts: files written by their own (long) runs, read here.
 COUNTS = ("soak", "fuzz_tools", "crash_safety", "faults")
@@ -192,6 +193,88 @@ def counts_rows(results: dict[str, dict[str, Any]]) -> list[str]:
     return rows
 
 
+PACKAGES = {
+    "threading.py": "waking a worker thread (anyio.to_thread: the store's SQLite transaction, the MCP SDK's stdout "
+    "writes); py-spy charges here the loop's wait for the GIL meanwhile (one hand-off measures about 0.1 ms)",
+    "anyio": "anyio: task groups, cancel scopes, worker threads, streams (the MCP SDK's and ours)",
+    "asyncio": "the event loop",
+    "httpx2": "HTTP client to Kimi: building the request, headers, URL",
+    "httpcore2": "HTTP client to Kimi: the connection pool, sending and reading",
+    "h11": "HTTP/1.1 parsing of Kimi's answer",
+    "anthropic": "the anthropic SDK: request options, headers, retries, stream events",
+    "pydantic": "validation: the MCP SDK's JSON-RPC messages and results, the anthropic SDK's event models",
+    "mcp": "the MCP SDK: stdio transport, JSON-RPC dispatch, tool plumbing",
+    "kimi_mcp": "ours: the tool, the turn, the wire, the store",
+    "json": "JSON encoding and decoding",
+}
+
+
+OUR_FRAMES = {
+    "stream_chat": "the request to Kimi and its stream, through the anthropic SDK (httpx2, h11, its event models): "
+    "what the floor's tool does with httpx2 alone",
+    "Database.run": "the store: handing one SQLite transaction per turn to its worker thread (the transaction runs "
+    "without the GIL, so the samples are the hand-off and the GIL wait, see threading.py above)",
+    "_serve": "everything outside our tool: the MCP SDK's stdio transport (each write through a worker thread), "
+    "JSON-RPC dispatch, validation, the event loop",
+    "build_http_client.<locals>.guard": "our request hook: the identity headers set, foreign ones removed",
+    "UnknownUriCut.__call__": "the SDK's tool plumbing under our outermost middleware (argument validation, result)",
+    "ProgressReporter.run": "progress notifications (counts only) while the reply streams",
+    "chat_result": "building the tool result: text, footer, _meta",
+    "_insert_turn": "the turn's SQL (in the store's thread)",
+    "_insert_conversation": "the conversation's SQL (in the store's thread)",
+    "transaction": "the store's transaction (BEGIN IMMEDIATE, COMMIT)",
+    "KimiClient._chat_in_slot.<locals>.call": "our client: one attempt, its timeouts and slot",
+    "_turn": "the turn: messages built for the wire",
+    "_ask_kimi.<locals>.build": "the request built from the turn and the settings",
+    "serve_stdio": "our stdio guard around the SDK's transport",
+    "relay": "our stdio guard: relaying stdout lines",
+    "_StreamState.handle": "our handling of each stream event",
+    "_StreamState._take_usage": "usage read from the stream",
+}
+
+
+def profile_rows(profile: dict[str, Any], top: int = 10) -> list[str]:
+    """The top costs: each sample charged to the innermost of our frames on its stack, with what runs there."""
+    per_call = 1000 / profile["rate_hz"] / profile["calls"]
+    rows = []
+    for rank, (function, samples) in enumerate(list(profile["by_nearest_ours_frame"].items())[:top], 1):
+        name = function.rpartition(" (")[0]
+        rows.append(
+            f"| {rank} | `{function}` | {samples * per_call:.2f} | {samples / profile['busy_samples']:.1%} | "
+            f"{OUR_FRAMES.get(name, 'our code and what it calls')} |"
+        )
+    return rows
+
+
+def profile_block(report: dict[str, Any]) -> list[str]:
+    profile = report["profile"]
+    per_call = 1000 / profile["rate_hz"] / profile["calls"]
+    lines = [
+        "",
+        f"Profile of `kimi_chat` over stdio (`{report['command']}`, {report['date'][:16].replace('T', ' ')} UTC, "
+        f"load {load_cell(report)}): {profile['calls']} calls, the server's CPU {profile['server_cpu_ms_per_call']:.2f}"
+        f" ms per call (/proc), {profile['busy_samples'] * per_call:.2f} ms per call sampled with the GIL held, of "
+        f"which ours (`kimi_mcp` frames innermost) {profile['ours_self_samples'] * per_call:.2f} ms.",
+        "",
+        "| by package | ms per call | share | what it is |",
+        "|---|---|---|---|",
+    ]
+    for package, samples in list(profile["self_by_package"].items())[:10]:
+        lines.append(
+            f"| {package} | {samples * per_call:.2f} | {samples / profile['busy_samples']:.1%} | "
+            f"{PACKAGES.get(package, 'the standard library')} |"
+        )
+    lines += [
+        "",
+        "Top costs: each sample charged to the innermost of our (`kimi_mcp`) frames on its stack, so a row is that "
+        "function's own code plus the library code it calls directly.",
+        "",
+        "| # | our frame | ms per call | share | what runs there |",
+        "|---|---|---|---|---|",
+    ]
+    return lines + profile_rows(profile)
+
+
 def render(results: dict[str, dict[str, Any]]) -> str:
     """The block between the markers in docs/performance.md, from the results alone."""
     rows = headline_rows(results)
@@ -224,6 +307,8 @@ def render(results: dict[str, dict[str, Any]]) -> str:
     counts = counts_rows(results)
     if counts:
         lines += ["", "| run | counts | goals | when (UTC) | command |", "|---|---|---|---|---|", *counts]
+    if "profile" in results.get("profile_chat", {}):
+        lines += profile_block(results["profile_chat"])
     lines += ["", END]
     return "\n".join(lines)
 

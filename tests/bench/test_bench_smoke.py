@@ -135,3 +135,16 @@ def test_render_says_not_met_and_shows_the_floor() -> None:
     line = next(line for line in block.splitlines() if line.startswith("| P1 stdio |"))
     assert "**1.50×**" in line and "bare: 12.0 ms" in line and "≤ 1.10x: **not met**" in line
     assert "Machine: " in block and report["command"] in block
+
+
+@pytest.mark.skipif(not (Path(sys.executable).parent / "py-spy").exists(), reason="py-spy is not installed")
+def test_profile_smoke_run_names_where_the_cpu_goes(tmp_path: Path) -> None:
+    out = tmp_path / "profile_chat.json"
+    done = run(["bench/profile_chat.py", "--smoke", "--json", str(out)])
+    assert done.returncode == 0
+    report = json.loads(out.read_text())
+    profile = report["profile"]
+    assert report["figures"]["server_cpu_ms_per_call"] > 0 and profile["calls"] == 10
+    assert profile["busy_samples"] > 0 and profile["by_nearest_ours_frame"]
+    # The request to Kimi runs under our wire's stream_chat: a profile that never saw it sampled nothing real.
+    assert any("stream_chat (kimi_mcp/kimi/anthropic_wire.py)" in f for f in profile["inclusive_by_function"])
