@@ -11,6 +11,7 @@ Nothing here creates the home folder or the database: with no store yet there is
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
@@ -91,6 +92,10 @@ async def conversations(settings: Settings, args: argparse.Namespace, out: TextI
         return await _ACTIONS[args.conversations_command](store, args, out)
     except sqlite3.Error as exc:  # unreadable files are StoreUnreadable already; this is e.g. "database is locked"
         raise errors.StoreFailed(str(store.path if store else settings.home), str(exc)) from None
+    except BrokenPipeError:  # `kimi-mcp conversations | head` stopped reading: it has what it wanted
+        if out is sys.stdout:  # so that the flush at exit does not fail on the closed pipe too
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     finally:
         if store is not None:
             await store.aclose()

@@ -332,3 +332,22 @@ def test_a_failed_delete_says_so_and_changes_nothing(env: dict[str, str]) -> Non
     assert done.stderr.startswith(f"kimi-mcp: The conversation store {home / DB_FILE_NAME} could not be used (refused)")
     assert "Traceback" not in done.stderr
     assert row_counts(home, cid) == {"conversations": 1, "turns": 2, "turn_files": 0, "cache_keys": 0}
+
+
+def test_a_reader_that_stops_early_gets_no_traceback(env: dict[str, str]) -> None:
+    """`kimi-mcp conversations show ID | head`: the closed pipe ends the command quietly."""
+    cid = add_conversation(env, ["long " * 60_000], age_seconds=1)  # 300 kB of transcript: more than a pipe holds
+    base = {"PATH": os.environ.get("PATH", ""), "HOME": env["KIMI_MCP_HOME"]}
+    child = subprocess.Popen(
+        [str(SCRIPT), "conversations", "show", cid],
+        env={**base, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None and child.stderr is not None
+    assert child.stdout.readline() == f"# Conversation {cid}\n"
+    child.stdout.close()
+    errors_said = child.stderr.read()
+    assert child.wait(timeout=60) == 0
+    assert "Traceback" not in errors_said and "BrokenPipe" not in errors_said
