@@ -8,6 +8,8 @@ Behind kimi-mcp is the fake Kimi. One host session serves all the tests of that 
 start); the tests then read what was recorded. When CI could not install a host its tests fail; on a
 developer machine without it they skip.
 
+Each host is configured with its recipe file from examples/hosts, read here (see "the recipes" below); over stdio
+for the six calls, and over HTTP (two calls) against `kimi-mcp serve --transport http` with the bearer token.
 Every run gets a fresh HOME and only PATH, HOME and the variables its recipe names (docs/hosts.md).
 """
 
@@ -17,11 +19,15 @@ import importlib.util
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
+import threading
 import time
+import tomllib
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -32,11 +38,12 @@ import pytest
 from kimi_mcp.server.output import NON_ASCII_WEIGHT
 from kimi_mcp.settings import Settings
 from kimi_mcp.testing.fake_kimi import FakeKimi, Fault, RecordedRequest, Reply
+from kimi_mcp.testing.installed import installed_kimi_mcp
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-README = REPO_ROOT / "README.md"
+EXAMPLES_HOSTS = REPO_ROOT / "examples" / "hosts"
 NODE_BIN = REPO_ROOT / ".ci" / "node" / "node_modules" / ".bin"
-KIMI_MCP = Path(sys.executable).parent / "kimi-mcp"
+KIMI_MCP = installed_kimi_mcp()  # the package as users get it: the wheel venv's script in CI
 HOST_TIMEOUT_SECONDS = 180  # one whole host session; hosts are slow to start on a loaded machine
 API_KEY = "sk-kimi-test-key"
 
@@ -152,6 +159,7 @@ class HostRun:
     kimi_requests: list[RecordedRequest]
     request_log: Path
     home: Path  # the HOME the host ran with, its configuration files included
+    workdir: Path  # the folder it ran in (Claude Code's --mcp-config file is there)
 
     def describe(self) -> str:
         return (
@@ -172,7 +180,7 @@ class Host:
     env_var: str
     binary_name: str
     standin: type
-    run: Callable[[Host, Path, str, Path, dict[str, str], dict[str, str]], subprocess.CompletedProcess[str]]
+    run: Callable[[Host, Path, str, Path, ServerSide, dict[str, str]], subprocess.CompletedProcess[str]]
 
     def binary(self) -> Path:
         """Mirrors tests/server/test_inspector.py: fail when CI meant to install the host, skip otherwise."""
@@ -220,17 +228,59 @@ def _end_group(pgid: int) -> None:
 
 PROMPT = "Ask Kimi (the kimi_chat tool) the questions of this test, then say done."
 
+# -- the recipes, read from examples/hosts -----------------------------------------------------------------------
+#
+# Each host runs with its file from examples/hosts as a user would copy it. What the test changes, and only that:
+# `kimi-mcp` becomes the installed script's absolute path, the `sk-kimi-…` placeholder the fake's key, the
+# server's environment gains where the fake Kimi is (KIMI_CODE_BASE_URL, …: a user's defaults), and an HTTP URL's
+# port becomes the test server's. References such as $KIMI_API_KEY or ${KIMI_MCP_HTTP_TOKEN} stay as written: the
+# host fills them in from its environment, which the test gives the variable.
 
-def run_claude_code(
-    host: Host, home: Path, standin_url: str, workdir: Path, kimi: dict[str, str], extra: dict[str, str]
-) -> subprocess.CompletedProcess[str]:
-    """README recipe: `claude mcp add kimi -e …  -- kimi-mcp serve`, then one `claude -p` turn.
+KEY_PLACEHOLDER = "sk-kimi-…"
+SHELL_VARIABLE = re.compile(r"\$\{(\w+)\}|\$(\w+)")
 
-    MCP_CONNECTION_NONBLOCKING=0: Claude Code 2.1 starts a `-p` turn without servers still connecting
-    (its model may call WaitForMcpServers); scripts that need the tool in the first turn set this.
-    """
-    binary = str(host.binary())
-    env = {
+
+@dataclass(frozen=True)
+class ServerSide:
+    """What the host connects to: over stdio it starts kimi-mcp with `kimi` in its environment; over HTTP a
+    `kimi-mcp serve --transport http` already serves at `url`, asking for `token`."""
+
+    transport: str  # "stdio" or "http"
+    kimi: dict[str, str]  # the fake's variables, KIMI_API_KEY included
+    url: str = ""
+    token: str = ""
+
+    def server_env(self, recipe_env: dict[str, str]) -> dict[str, str]:
+        """The recipe's `env` with the key placeholder filled, plus where the fake is (all but the key)."""
+        env = {key: API_KEY if value == KEY_PLACEHOLDER else value for key, value in recipe_env.items()}
+        return {**{key: value for key, value in self.kimi.items() if key != "KIMI_API_KEY"}, **env}
+
+    def host_env(self) -> dict[str, str]:
+        """The variables the recipes' references name, for the host to fill them in."""
+        if self.transport == "http":
+            return {"KIMI_MCP_HTTP_TOKEN": self.token}
+        return {"KIMI_API_KEY": self.kimi["KIMI_API_KEY"]}
+
+    def port_of(self, url: str) -> str:
+        """The recipe's URL on the test server's port."""
+        port = re.search(r":(\d+)/", self.url)
+        assert port is not None, self.url
+        return re.sub(r":\d+/", f":{port.group(1)}/", url, count=1)
+
+
+def recipe_text(name: str) -> str:
+    return (EXAMPLES_HOSTS / name).read_text(encoding="utf-8")
+
+
+def shell_words(name: str, program: str, env: dict[str, str]) -> list[str]:
+    """The recipe's one `program …` line, split as sh splits it, its $VARIABLEs expanded from `env`."""
+    text = recipe_text(name).replace("\\\n", " ")
+    [line] = [line for line in text.splitlines() if line.startswith(program)]
+    return [SHELL_VARIABLE.sub(lambda m: env[m.group(1) or m.group(2)], word) for word in shlex.split(line)]
+
+
+def claude_code_env(home: Path, standin_url: str, extra: dict[str, str]) -> dict[str, str]:
+    return {
         **extra,
         "HOME": str(home),
         "ANTHROPIC_BASE_URL": standin_url,
@@ -239,37 +289,83 @@ def run_claude_code(
         "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
         "DISABLE_AUTOUPDATER": "1",
     }
-    flags = [flag for key, value in kimi.items() for flag in ("-e", f"{key}={value}")]
-    added = run_host([binary, "mcp", "add", "kimi", *flags, "--", str(KIMI_MCP), "serve"], cwd=workdir, env=env)
+
+
+def claude_print(binary: str, *options: str) -> list[str]:
+    command = [binary, "-p", PROMPT, *options, "--allowedTools", "mcp__kimi__kimi_chat", "--output-format", "json"]
+    return [*command, "--model", "claude-sonnet-4-5"]
+
+
+# MCP_CONNECTION_NONBLOCKING=0: Claude Code 2.1 starts a `-p` turn without servers still connecting (its model may
+# call WaitForMcpServers); scripts that need the tool in the first turn set this. Claude Code waits
+# MCP_CONNECT_TIMEOUT_MS (default 5 s) for a server to connect; a loaded CI machine can take longer than that just
+# to import the MCP SDK, so the test gives it a minute (docs/hosts.md).
+CLAUDE_PRINT_ENV = {"MCP_CONNECTION_NONBLOCKING": "0", "MCP_CONNECT_TIMEOUT_MS": "60000", "MCP_TIMEOUT": "60000"}
+
+
+def run_claude_code(
+    host: Host, home: Path, standin_url: str, workdir: Path, server: ServerSide, extra: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    """stdio: examples/hosts/claude-code/add.sh (`claude mcp add kimi -e … -- kimi-mcp serve`), then one
+    `claude -p` turn. HTTP: examples/hosts/claude-code/.mcp.http.json as the `--mcp-config` of that turn, its
+    `${KIMI_MCP_HTTP_TOKEN}` left for Claude Code to expand."""
+    binary = str(host.binary())
+    env = claude_code_env(home, standin_url, {**extra, **server.host_env()})
+    if server.transport == "http":
+        config = json.loads(recipe_text("claude-code/.mcp.http.json"))
+        entry = config["mcpServers"]["kimi"]
+        entry["url"] = server.port_of(entry["url"])
+        (workdir / "kimi.mcp.json").write_text(json.dumps(config, indent=2))
+        return run_host(
+            claude_print(binary, "--mcp-config", "kimi.mcp.json"), cwd=workdir, env={**env, **CLAUDE_PRINT_ENV}
+        )
+    words = shell_words("claude-code/add.sh", "claude mcp add", env)
+    split = words.index("--")
+    [command, *args] = words[split + 1 :]
+    assert command == "kimi-mcp", words
+    # The fake's whereabouts go in as more -e options, next to the recipe's.
+    where = [flag for key, value in server.server_env({}).items() for flag in ("-e", f"{key}={value}")]
+    added = run_host([binary, *words[1:split], *where, "--", str(KIMI_MCP), *args], cwd=workdir, env=env)
     if added.returncode != 0:
         return added
-    command = [binary, "-p", PROMPT, "--allowedTools", "mcp__kimi__kimi_chat", "--output-format", "json"]
-    command += ["--model", "claude-sonnet-4-5"]
-    # Claude Code waits MCP_CONNECT_TIMEOUT_MS (default 5 s) for the server to connect; a loaded CI machine can take
-    # longer than that just to import the MCP SDK, so the test gives it a minute (docs/hosts.md).
-    slow_machine = {"MCP_CONNECT_TIMEOUT_MS": "60000", "MCP_TIMEOUT": "60000"}
-    return run_host(command, cwd=workdir, env={**env, "MCP_CONNECTION_NONBLOCKING": "0", **slow_machine})
+    return run_host(claude_print(binary), cwd=workdir, env={**env, **CLAUDE_PRINT_ENV})
 
 
-# Codex starts its first turn without servers not up after ~1-1.5 s; kimi-mcp takes ~2 s (more on a busy
-# machine). The README recipe sets this grace; it costs nothing once the server is up.
-CODEX_STARTUP_GRACE_MS = 15_000
+def split_toml(text: str) -> tuple[str, str]:
+    """A TOML file's top-level keys and its tables: the harness's own keys must go between them."""
+    match = re.search(r"^\[", text, re.M)
+    assert match is not None, text
+    return text[: match.start()], text[match.start() :]
 
 
 def toml_string(value: str) -> str:
     return json.dumps(value)  # a JSON string is a valid TOML basic string
 
 
+def codex_recipe(server: ServerSide) -> str:
+    """examples/hosts/codex/config.toml (stdio) or config.http.toml, with the test's changes made in place."""
+    if server.transport == "http":
+        text = recipe_text("codex/config.http.toml")
+        url = tomllib.loads(text)["mcp_servers"]["kimi"]["url"]
+        return text.replace(toml_string(url), toml_string(server.port_of(url)))
+    text = recipe_text("codex/config.toml")
+    entry = tomllib.loads(text)["mcp_servers"]["kimi"]
+    assert entry["command"] == "kimi-mcp", entry
+    env = ", ".join(f"{key} = {toml_string(value)}" for key, value in server.server_env(entry["env"]).items())
+    text = re.sub(r'^command = "kimi-mcp"$', f"command = {toml_string(str(KIMI_MCP))}", text, count=1, flags=re.M)
+    return re.sub(r"^env = \{.*\}$", lambda _: f"env = {{ {env} }}", text, count=1, flags=re.M)
+
+
 def run_codex(
-    host: Host, home: Path, standin_url: str, workdir: Path, kimi: dict[str, str], extra: dict[str, str]
+    host: Host, home: Path, standin_url: str, workdir: Path, server: ServerSide, extra: dict[str, str]
 ) -> subprocess.CompletedProcess[str]:
-    """README recipe ([mcp_servers.kimi] plus the top-level start-up grace), and a provider for the stand-in.
+    """The recipe, plus a model provider for the stand-in and no analytics.
 
     No `model`: Codex's default model, whose output limit (~48,000 chars) is what users get.
     """
-    server_env = ", ".join(f"{key} = {toml_string(value)}" for key, value in kimi.items())
+    top, tables = split_toml(codex_recipe(server))
     config = f"""\
-mcp_optional_startup_grace_ms = {CODEX_STARTUP_GRACE_MS}
+{top.rstrip()}
 model_provider = "standin"
 
 [analytics]
@@ -283,36 +379,45 @@ env_key = "STANDIN_API_KEY"
 request_max_retries = 0
 stream_max_retries = 0
 
-[mcp_servers.kimi]
-command = {toml_string(str(KIMI_MCP))}
-args = ["serve"]
-env = {{ {server_env} }}
-startup_timeout_sec = 30
-tool_timeout_sec = 600
-"""
+{tables}"""
     (home / ".codex").mkdir()
     (home / ".codex" / "config.toml").write_text(config)
     command = [str(host.binary()), "exec", "--skip-git-repo-check", "--dangerously-bypass-approvals-and-sandbox"]
-    return run_host([*command, PROMPT], cwd=workdir, env={**extra, "HOME": str(home), "STANDIN_API_KEY": "standin"})
+    env = {**extra, **server.host_env(), "HOME": str(home), "STANDIN_API_KEY": "standin"}
+    return run_host([*command, PROMPT], cwd=workdir, env=env)
+
+
+def gemini_recipe(server: ServerSide) -> dict[str, Any]:
+    """examples/hosts/gemini-cli/settings.json (stdio) or settings.http.json, with the test's changes."""
+    if server.transport == "http":
+        settings = json.loads(recipe_text("gemini-cli/settings.http.json"))
+        entry = settings["mcpServers"]["kimi"]
+        entry["httpUrl"] = server.port_of(entry["httpUrl"])
+        return dict(settings)
+    settings = json.loads(recipe_text("gemini-cli/settings.json"))
+    entry = settings["mcpServers"]["kimi"]
+    assert entry["command"] == "kimi-mcp", entry
+    entry["command"] = str(KIMI_MCP)
+    entry["env"] = server.server_env(entry["env"])
+    return dict(settings)
 
 
 def run_gemini_cli(
-    host: Host, home: Path, standin_url: str, workdir: Path, kimi: dict[str, str], extra: dict[str, str]
+    host: Host, home: Path, standin_url: str, workdir: Path, server: ServerSide, extra: dict[str, str]
 ) -> subprocess.CompletedProcess[str]:
-    """README recipe (`mcpServers.kimi` in settings.json) plus API-key auth against the stand-in, no telemetry."""
+    """The recipe (`mcpServers.kimi` in settings.json) plus API-key auth against the stand-in, no telemetry."""
     settings = {
         "security": {"auth": {"selectedType": "gemini-api-key"}, "folderTrust": {"enabled": False}},
         "telemetry": {"enabled": False},
         "privacy": {"usageStatisticsEnabled": False},
         "general": {"disableAutoUpdate": True, "disableUpdateNag": True},
-        "mcpServers": {
-            "kimi": {"command": str(KIMI_MCP), "args": ["serve"], "env": kimi, "timeout": 600_000, "trust": True}
-        },
+        **gemini_recipe(server),
     }
     (home / ".gemini").mkdir()
     (home / ".gemini" / "settings.json").write_text(json.dumps(settings, indent=2))
     env = {
         **extra,
+        **server.host_env(),
         "HOME": str(home),
         "GEMINI_API_KEY": "standin",
         "GOOGLE_GEMINI_BASE_URL": standin_url,
@@ -327,6 +432,52 @@ HOSTS = {
     "gemini-cli": Host("Gemini CLI", "KIMI_MCP_GEMINI_CLI", "gemini", standins.GeminiStandIn, run_gemini_cli),
 }
 
+HTTP_TOKEN = "host-test-http-token-0123456789"
+SERVING = "kimi-mcp: serving MCP on "
+SERVER_READY_SECONDS = 120.0
+
+
+@contextmanager
+def http_server(kimi: dict[str, str]) -> Iterator[str]:
+    """examples/hosts/http-server/serve.sh's `kimi-mcp serve --transport http`, on port 0 (8765 may be taken):
+    yields its URL once it says where it serves, keeps reading its stderr, stops it at the end."""
+    words = shell_words("http-server/serve.sh", "kimi-mcp", {})
+    process = subprocess.Popen(
+        [str(KIMI_MCP), *words[1:], "--port", "0"],
+        env={"PATH": os.environ.get("PATH", ""), **kimi, "KIMI_MCP_HTTP_TOKEN": HTTP_TOKEN},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        encoding="utf-8",
+        errors="replace",
+    )
+    lines: list[str] = []
+    ready = threading.Event()
+
+    def pump() -> None:
+        assert process.stderr is not None
+        for line in process.stderr:
+            lines.append(line.rstrip("\n"))
+            if line.startswith(SERVING):
+                ready.set()
+        ready.set()
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    try:
+        ready.wait(SERVER_READY_SECONDS)
+        served = [line[len(SERVING) :].strip() for line in lines if line.startswith(SERVING)]
+        assert served, "kimi-mcp serve --transport http did not start:\n" + "\n".join(lines)
+        yield served[0]
+    finally:
+        process.terminate()
+        try:
+            process.wait(SERVER_READY_SECONDS)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        reader.join(SERVER_READY_SECONDS)
+
 
 def session(
     key: str,
@@ -336,16 +487,17 @@ def session(
     script: list[Reply | Fault] | None = None,
     settings: dict[str, str] | None = None,
     host_env: dict[str, str] | None = None,
+    transport: str = "stdio",
 ) -> HostRun:
     """One host session — fake Kimi, stand-in, host — and what it recorded. By default the six-call scenario
-    with kimi-mcp's default settings; `settings` adds KIMI_MCP_* variables to the server's environment and
-    `host_env` variables to the host's."""
+    with kimi-mcp's default settings over stdio; `settings` adds KIMI_MCP_* variables to the server's environment,
+    `host_env` variables to the host's; `transport="http"` connects the host to a served kimi-mcp instead."""
     host = HOSTS[key]
     host.binary()
     home, workdir, kimi_home = root / "home", root / "work", root / "kimi-home"
     for folder in (home, workdir, kimi_home):
         folder.mkdir(parents=True)
-    with FakeKimi() as fake:
+    with FakeKimi() as fake, ExitStack() as stack:
         fake.script(*(KIMI_SCRIPT if script is None else script))
         kimi = {
             "KIMI_API_KEY": API_KEY,
@@ -354,10 +506,13 @@ def session(
             "KIMI_MCP_HOME": str(kimi_home),
             **(settings or {}),
         }
+        server = ServerSide(transport, kimi)
+        if transport == "http":
+            server = ServerSide(transport, kimi, url=stack.enter_context(http_server(kimi)), token=HTTP_TOKEN)
         log = root / "model-requests.jsonl"
         with host.standin(_steps() if steps is None else steps, log) as standin:
             started = time.monotonic()
-            done = host.run(host, home, standin.url, workdir, kimi, host_env or {})
+            done = host.run(host, home, standin.url, workdir, server, host_env or {})
             seconds = time.monotonic() - started
         return HostRun(
             host=host.name,
@@ -370,6 +525,7 @@ def session(
             kimi_requests=fake.messages_requests(),
             request_log=log,
             home=home,
+            workdir=workdir,
         )
 
 
@@ -391,7 +547,7 @@ class Scenario:
     over_cap_reply: str = OVER_CAP_REPLY
     cjk_at_cap_reply: str = CJK_AT_CAP_REPLY
     footer: re.Pattern[str] = FOOTER
-    readme: Path = README
+    recipes: Path = EXAMPLES_HOSTS
 
     @staticmethod
     def sized_reply(label: str, size: int) -> str:
@@ -411,6 +567,21 @@ def host_sessions(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable
     def get(key: str) -> HostRun:
         if key not in runs:
             runs[key] = session(key, tmp_path_factory.mktemp(key))
+        return runs[key]
+
+    yield get
+
+
+@pytest.fixture(scope="session")
+def host_http_sessions(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str], HostRun]]:
+    """Each host's HTTP recipe, once per test run: two calls (a reply with code, its continuation) to a served
+    kimi-mcp that asks for the bearer token."""
+    runs: dict[str, HostRun] = {}
+
+    def get(key: str) -> HostRun:
+        if key not in runs:
+            root = tmp_path_factory.mktemp(f"{key}-http")
+            runs[key] = session(key, root, steps=_steps()[:2], script=KIMI_SCRIPT[:2], transport="http")
         return runs[key]
 
     yield get

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import tomllib
 from typing import Any
 
 import pytest
@@ -16,6 +17,9 @@ import pytest
 from kimi_mcp.testing.fake_kimi import Reply
 
 pytestmark = pytest.mark.hosts
+
+# Hosts whose HTTP recipe runs here (all three speak streamable HTTP with a bearer header).
+HTTP_HOSTS = ("claude-code", "codex", "gemini-cli")
 
 
 def texts_of(request: Any) -> list[tuple[str, str]]:
@@ -164,19 +168,56 @@ def test_gemini_cli_wraps_results_and_reports_errors_as_json(host_sessions: Any,
     assert over.text.endswith(f"</untrusted_context>\nResource Link: conversation {uri.rsplit('/', 1)[1]} at {uri}")
 
 
-def test_the_readme_recipes_are_the_ones_the_hosts_ran_with(host_sessions: Any, scenario: Any) -> None:
-    """Codex's and Gemini's settings in the README, apart from the command's path and the credentials, are
-    exactly what the host sessions were configured with."""
-    readme = scenario.readme.read_text()
-    codex_block = re.search(r"```toml\n(.*?)```", readme, re.S).group(1)
-    codex_config = (host_sessions("codex").home / ".codex" / "config.toml").read_text()
-    for line in (line.strip() for line in codex_block.splitlines()):
-        if line and not line.startswith(("command =", "env =")):
-            assert line in codex_config.splitlines(), line
-    gemini_line = next(line for line in readme.splitlines() if '"timeout"' in line and "mcpServers" in line)
-    readme_server = json.loads(gemini_line.strip().strip("`"))["mcpServers"]["kimi"]
-    settings = json.loads((host_sessions("gemini-cli").home / ".gemini" / "settings.json").read_text())
-    tested_server = settings["mcpServers"]["kimi"]
-    assert set(tested_server) == set(readme_server)
-    for key in set(readme_server) - {"command", "env"}:
-        assert tested_server[key] == readme_server[key], key
+def test_the_hosts_ran_with_the_recipes_of_examples_hosts(host_sessions: Any, scenario: Any) -> None:
+    """The configuration each host ran with is its examples/hosts file, apart from what the harness must change
+    (the command's absolute path, the fake's variables) and add (a model provider, telemetry off)."""
+    recipes = scenario.recipes
+    codex_recipe = tomllib.loads((recipes / "codex" / "config.toml").read_text())
+    codex_ran = tomllib.loads((host_sessions("codex").home / ".codex" / "config.toml").read_text())
+    assert codex_ran["mcp_optional_startup_grace_ms"] == codex_recipe["mcp_optional_startup_grace_ms"]
+    recipe_server, ran_server = codex_recipe["mcp_servers"]["kimi"], codex_ran["mcp_servers"]["kimi"]
+    assert set(ran_server) == set(recipe_server)
+    assert {k: v for k, v in ran_server.items() if k not in ("command", "env")} == {
+        k: v for k, v in recipe_server.items() if k not in ("command", "env")
+    }
+    assert ran_server["env"]["KIMI_API_KEY"] != recipe_server["env"]["KIMI_API_KEY"] == "sk-kimi-…"
+    gemini_recipe = json.loads((recipes / "gemini-cli" / "settings.json").read_text())["mcpServers"]["kimi"]
+    gemini_ran = json.loads((host_sessions("gemini-cli").home / ".gemini" / "settings.json").read_text())
+    ran = gemini_ran["mcpServers"]["kimi"]
+    assert set(ran) == set(gemini_recipe)
+    for key in set(gemini_recipe) - {"command", "env"}:
+        assert ran[key] == gemini_recipe[key], key
+    # The key stays a reference Gemini CLI fills in from its own environment.
+    assert ran["env"]["KIMI_API_KEY"] == gemini_recipe["env"]["KIMI_API_KEY"] == "$KIMI_API_KEY"
+    # Claude Code registered the server from add.sh: `claude mcp add` wrote it into its own configuration.
+    claude = json.loads((host_sessions("claude-code").home / ".claude.json").read_text())
+    registered = [
+        project["mcpServers"]["kimi"]
+        for project in claude.get("projects", {}).values()
+        if "kimi" in project.get("mcpServers", {})
+    ]
+    assert [(server["args"], server["env"]["KIMI_API_KEY"]) for server in registered] == [
+        (["serve"], "sk-kimi-test-key")
+    ]
+
+
+# -- over HTTP: each host's HTTP recipe against a served kimi-mcp with a bearer token --------------------------
+
+
+@pytest.fixture(params=sorted(HTTP_HOSTS))
+def http_run(request: pytest.FixtureRequest, host_http_sessions: Any) -> Any:
+    return host_http_sessions(request.param)
+
+
+def test_over_http_a_reply_reaches_the_model_and_the_conversation_continues(http_run: Any, scenario: Any) -> None:
+    """The host connected with the recipe's URL and bearer header (the server answers 401 to anything else:
+    tests/test_examples.py), called kimi_chat, and continued the conversation by its id."""
+    first = http_run.exchange(scenario.plain)
+    assert scenario.code_reply in first.text, http_run.describe()
+    first_id = scenario.footer.search(first.text).group(1)
+    second = http_run.exchange(scenario.continued)
+    assert second.arguments["conversation_id"] == first_id
+    footer = scenario.footer.search(second.text)
+    assert footer and (footer.group(1), footer.group(2)) == (first_id, "2"), second.text
+    assert scenario.continued_reply in second.text
+    assert len(http_run.kimi_requests) == 2
