@@ -242,10 +242,10 @@ SHELL_VARIABLE = re.compile(r"\$\{(\w+)\}|\$(\w+)")
 
 @dataclass(frozen=True)
 class ServerSide:
-    """What the host connects to: over stdio it starts kimi-mcp with `kimi` in its environment; over HTTP a
-    `kimi-mcp serve --transport http` already serves at `url`, asking for `token`."""
+    """The recipe a host runs with, and what it connects to: over stdio it starts kimi-mcp with `kimi` in its
+    environment; over HTTP a `kimi-mcp serve --transport http` already serves at `url`, asking for `token`."""
 
-    transport: str  # "stdio" or "http"
+    recipe: str  # its file under examples/hosts
     kimi: dict[str, str]  # the fake's variables, KIMI_API_KEY included
     url: str = ""
     token: str = ""
@@ -254,6 +254,10 @@ class ServerSide:
         """The recipe's `env` with the key placeholder filled, plus where the fake is (all but the key)."""
         env = {key: API_KEY if value == KEY_PLACEHOLDER else value for key, value in recipe_env.items()}
         return {**{key: value for key, value in self.kimi.items() if key != "KIMI_API_KEY"}, **env}
+
+    @property
+    def transport(self) -> str:
+        return HOST_RECIPES[self.recipe][1]
 
     def host_env(self) -> dict[str, str]:
         """The variables the recipes' references name, for the host to fill them in."""
@@ -306,29 +310,42 @@ CLAUDE_PRINT_ENV = {"MCP_CONNECTION_NONBLOCKING": "0", "MCP_CONNECT_TIMEOUT_MS":
 def run_claude_code(
     host: Host, home: Path, standin_url: str, workdir: Path, server: ServerSide, extra: dict[str, str]
 ) -> subprocess.CompletedProcess[str]:
-    """stdio: examples/hosts/claude-code/add.sh (`claude mcp add kimi -e … -- kimi-mcp serve`), then one
-    `claude -p` turn. HTTP: examples/hosts/claude-code/.mcp.http.json as the `--mcp-config` of that turn, its
-    `${KIMI_MCP_HTTP_TOKEN}` left for Claude Code to expand."""
+    """One `claude -p` turn after the recipe: add.sh / add-http.sh run as `claude mcp add …` (their $VARIABLEs
+    expanded as sh would), .mcp.json / .mcp.http.json placed as the project's `.mcp.json` (their ${VARIABLE}s left
+    for Claude Code to expand) and approved with the `enabledMcpjsonServers` setting."""
     binary = str(host.binary())
     env = claude_code_env(home, standin_url, {**extra, **server.host_env()})
-    if server.transport == "http":
-        config = json.loads(recipe_text("claude-code/.mcp.http.json"))
+    if server.recipe.endswith(".sh"):
+        added = run_host(claude_mcp_add(binary, server, env), cwd=workdir, env=env)
+        if added.returncode != 0:
+            return added
+    else:
+        config = json.loads(recipe_text(server.recipe))
         entry = config["mcpServers"]["kimi"]
-        entry["url"] = server.port_of(entry["url"])
-        (workdir / "kimi.mcp.json").write_text(json.dumps(config, indent=2))
-        return run_host(
-            claude_print(binary, "--mcp-config", "kimi.mcp.json"), cwd=workdir, env={**env, **CLAUDE_PRINT_ENV}
-        )
-    words = shell_words("claude-code/add.sh", "claude mcp add", env)
+        if server.transport == "http":
+            entry["url"] = server.port_of(entry["url"])
+        else:
+            assert entry["command"] == "kimi-mcp", entry
+            entry["command"] = str(KIMI_MCP)
+            entry["env"] = server.server_env(entry["env"])
+        (workdir / ".mcp.json").write_text(json.dumps(config, indent=2))
+        # A project's .mcp.json servers need the user's approval; `claude -p` cannot ask, this setting gives it.
+        (home / ".claude").mkdir(exist_ok=True)
+        (home / ".claude" / "settings.json").write_text(json.dumps({"enabledMcpjsonServers": ["kimi"]}))
+    return run_host(claude_print(binary), cwd=workdir, env={**env, **CLAUDE_PRINT_ENV})
+
+
+def claude_mcp_add(binary: str, server: ServerSide, env: dict[str, str]) -> list[str]:
+    """The recipe's `claude mcp add` line with the binary's path; stdio: the installed kimi-mcp and the fake's
+    variables as more `-e` options; HTTP: the test server's port."""
+    words = shell_words(server.recipe, "claude mcp add", env)
+    if server.transport == "http":
+        return [binary, *(server.port_of(word) if word.startswith("http://") else word for word in words[1:])]
     split = words.index("--")
     [command, *args] = words[split + 1 :]
     assert command == "kimi-mcp", words
-    # The fake's whereabouts go in as more -e options, next to the recipe's.
     where = [flag for key, value in server.server_env({}).items() for flag in ("-e", f"{key}={value}")]
-    added = run_host([binary, *words[1:split], *where, "--", str(KIMI_MCP), *args], cwd=workdir, env=env)
-    if added.returncode != 0:
-        return added
-    return run_host(claude_print(binary), cwd=workdir, env={**env, **CLAUDE_PRINT_ENV})
+    return [binary, *words[1:split], *where, "--", str(KIMI_MCP), *args]
 
 
 def split_toml(text: str) -> tuple[str, str]:
@@ -345,10 +362,10 @@ def toml_string(value: str) -> str:
 def codex_recipe(server: ServerSide) -> str:
     """examples/hosts/codex/config.toml (stdio) or config.http.toml, with the test's changes made in place."""
     if server.transport == "http":
-        text = recipe_text("codex/config.http.toml")
+        text = recipe_text(server.recipe)
         url = tomllib.loads(text)["mcp_servers"]["kimi"]["url"]
         return text.replace(toml_string(url), toml_string(server.port_of(url)))
-    text = recipe_text("codex/config.toml")
+    text = recipe_text(server.recipe)
     entry = tomllib.loads(text)["mcp_servers"]["kimi"]
     assert entry["command"] == "kimi-mcp", entry
     env = ", ".join(f"{key} = {toml_string(value)}" for key, value in server.server_env(entry["env"]).items())
@@ -390,11 +407,11 @@ stream_max_retries = 0
 def gemini_recipe(server: ServerSide) -> dict[str, Any]:
     """examples/hosts/gemini-cli/settings.json (stdio) or settings.http.json, with the test's changes."""
     if server.transport == "http":
-        settings = json.loads(recipe_text("gemini-cli/settings.http.json"))
+        settings = json.loads(recipe_text(server.recipe))
         entry = settings["mcpServers"]["kimi"]
         entry["httpUrl"] = server.port_of(entry["httpUrl"])
         return dict(settings)
-    settings = json.loads(recipe_text("gemini-cli/settings.json"))
+    settings = json.loads(recipe_text(server.recipe))
     entry = settings["mcpServers"]["kimi"]
     assert entry["command"] == "kimi-mcp", entry
     entry["command"] = str(KIMI_MCP)
@@ -431,6 +448,20 @@ HOSTS = {
     "codex": Host("Codex CLI", "KIMI_MCP_CODEX", "codex", standins.ResponsesStandIn, run_codex),
     "gemini-cli": Host("Gemini CLI", "KIMI_MCP_GEMINI_CLI", "gemini", standins.GeminiStandIn, run_gemini_cli),
 }
+
+# Every recipe of a host that runs here: its host and transport. The first of each host is the default, the one
+# the six-call sessions use; tests/hosts/test_hosts.py runs the others with two calls each.
+HOST_RECIPES = {
+    "claude-code/add.sh": ("claude-code", "stdio"),
+    "claude-code/.mcp.json": ("claude-code", "stdio"),
+    "claude-code/add-http.sh": ("claude-code", "http"),
+    "claude-code/.mcp.http.json": ("claude-code", "http"),
+    "codex/config.toml": ("codex", "stdio"),
+    "codex/config.http.toml": ("codex", "http"),
+    "gemini-cli/settings.json": ("gemini-cli", "stdio"),
+    "gemini-cli/settings.http.json": ("gemini-cli", "http"),
+}
+DEFAULT_RECIPE = {key: next(name for name, (host, _) in HOST_RECIPES.items() if host == key) for key in HOSTS}
 
 HTTP_TOKEN = "host-test-http-token-0123456789"
 SERVING = "kimi-mcp: serving MCP on "
@@ -487,12 +518,15 @@ def session(
     script: list[Reply | Fault] | None = None,
     settings: dict[str, str] | None = None,
     host_env: dict[str, str] | None = None,
-    transport: str = "stdio",
+    recipe: str | None = None,
 ) -> HostRun:
     """One host session — fake Kimi, stand-in, host — and what it recorded. By default the six-call scenario
-    with kimi-mcp's default settings over stdio; `settings` adds KIMI_MCP_* variables to the server's environment,
-    `host_env` variables to the host's; `transport="http"` connects the host to a served kimi-mcp instead."""
+    with kimi-mcp's default settings and the host's default recipe; `settings` adds KIMI_MCP_* variables to the
+    server's environment, `host_env` variables to the host's; `recipe` names another of the host's files (an
+    HTTP one connects the host to a served kimi-mcp)."""
     host = HOSTS[key]
+    recipe = recipe or DEFAULT_RECIPE[key]
+    assert HOST_RECIPES[recipe][0] == key, recipe
     host.binary()
     home, workdir, kimi_home = root / "home", root / "work", root / "kimi-home"
     for folder in (home, workdir, kimi_home):
@@ -506,9 +540,9 @@ def session(
             "KIMI_MCP_HOME": str(kimi_home),
             **(settings or {}),
         }
-        server = ServerSide(transport, kimi)
-        if transport == "http":
-            server = ServerSide(transport, kimi, url=stack.enter_context(http_server(kimi)), token=HTTP_TOKEN)
+        server = ServerSide(recipe, kimi)
+        if server.transport == "http":
+            server = ServerSide(recipe, kimi, url=stack.enter_context(http_server(kimi)), token=HTTP_TOKEN)
         log = root / "model-requests.jsonl"
         with host.standin(_steps() if steps is None else steps, log) as standin:
             started = time.monotonic()
@@ -548,6 +582,8 @@ class Scenario:
     cjk_at_cap_reply: str = CJK_AT_CAP_REPLY
     footer: re.Pattern[str] = FOOTER
     recipes: Path = EXAMPLES_HOSTS
+    host_recipes: tuple[str, ...] = tuple(HOST_RECIPES)
+    default_recipes: tuple[str, ...] = tuple(DEFAULT_RECIPE.values())
 
     @staticmethod
     def sized_reply(label: str, size: int) -> str:
@@ -573,16 +609,17 @@ def host_sessions(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable
 
 
 @pytest.fixture(scope="session")
-def host_http_sessions(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str], HostRun]]:
-    """Each host's HTTP recipe, once per test run: two calls (a reply with code, its continuation) to a served
-    kimi-mcp that asks for the bearer token."""
+def recipe_sessions(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str], HostRun]]:
+    """A host session with one recipe of HOST_RECIPES, once per test run: two calls (a reply with code, its
+    continuation); over HTTP to a served kimi-mcp that asks for the bearer token."""
     runs: dict[str, HostRun] = {}
 
-    def get(key: str) -> HostRun:
-        if key not in runs:
-            root = tmp_path_factory.mktemp(f"{key}-http")
-            runs[key] = session(key, root, steps=_steps()[:2], script=KIMI_SCRIPT[:2], transport="http")
-        return runs[key]
+    def get(recipe: str) -> HostRun:
+        if recipe not in runs:
+            key = HOST_RECIPES[recipe][0]
+            root = tmp_path_factory.mktemp(recipe.replace("/", "-"))
+            runs[recipe] = session(key, root, steps=_steps()[:2], script=KIMI_SCRIPT[:2], recipe=recipe)
+        return runs[recipe]
 
     yield get
 

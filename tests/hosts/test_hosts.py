@@ -18,8 +18,14 @@ from kimi_mcp.testing.fake_kimi import Reply
 
 pytestmark = pytest.mark.hosts
 
-# Hosts whose HTTP recipe runs here (all three speak streamable HTTP with a bearer header).
-HTTP_HOSTS = ("claude-code", "codex", "gemini-cli")
+# The recipes the six-call sessions do not use, each run in a two-call session of its own.
+OTHER_RECIPES = [
+    "claude-code/.mcp.json",
+    "claude-code/add-http.sh",
+    "claude-code/.mcp.http.json",
+    "codex/config.http.toml",
+    "gemini-cli/settings.http.json",
+]
 
 
 def texts_of(request: Any) -> list[tuple[str, str]]:
@@ -201,23 +207,36 @@ def test_the_hosts_ran_with_the_recipes_of_examples_hosts(host_sessions: Any, sc
     ]
 
 
-# -- over HTTP: each host's HTTP recipe against a served kimi-mcp with a bearer token --------------------------
+# -- every other recipe of these hosts: Claude Code's project file and HTTP ones, the HTTP recipes of all three --
 
 
-@pytest.fixture(params=sorted(HTTP_HOSTS))
-def http_run(request: pytest.FixtureRequest, host_http_sessions: Any) -> Any:
-    return host_http_sessions(request.param)
+def test_every_recipe_of_a_host_that_runs_here_is_run(scenario: Any) -> None:
+    """A new file in examples/hosts/{claude-code,codex,gemini-cli} fails here until HOST_RECIPES runs it."""
+    folders = {recipe.split("/")[0] for recipe in scenario.host_recipes}
+    on_disk = {
+        str(path.relative_to(scenario.recipes))
+        for folder in folders
+        for path in (scenario.recipes / folder).iterdir()
+        if path.is_file()
+    }
+    assert on_disk == set(scenario.host_recipes)
+    assert sorted([*scenario.default_recipes, *OTHER_RECIPES]) == sorted(scenario.host_recipes)
 
 
-def test_over_http_a_reply_reaches_the_model_and_the_conversation_continues(http_run: Any, scenario: Any) -> None:
-    """The host connected with the recipe's URL and bearer header (the server answers 401 to anything else:
-    tests/test_examples.py), called kimi_chat, and continued the conversation by its id."""
-    first = http_run.exchange(scenario.plain)
-    assert scenario.code_reply in first.text, http_run.describe()
+@pytest.fixture(params=OTHER_RECIPES)
+def recipe_run(request: pytest.FixtureRequest, recipe_sessions: Any) -> Any:
+    return recipe_sessions(request.param)
+
+
+def test_each_other_recipe_reaches_kimi_and_continues_the_conversation(recipe_run: Any, scenario: Any) -> None:
+    """The host connected as the recipe says — over HTTP with its URL and bearer header (the server answers 401 to
+    anything else: tests/test_examples.py) — called kimi_chat, and continued the conversation by its id."""
+    first = recipe_run.exchange(scenario.plain)
+    assert scenario.code_reply in first.text, recipe_run.describe()
     first_id = scenario.footer.search(first.text).group(1)
-    second = http_run.exchange(scenario.continued)
+    second = recipe_run.exchange(scenario.continued)
     assert second.arguments["conversation_id"] == first_id
     footer = scenario.footer.search(second.text)
     assert footer and (footer.group(1), footer.group(2)) == (first_id, "2"), second.text
     assert scenario.continued_reply in second.text
-    assert len(http_run.kimi_requests) == 2
+    assert len(recipe_run.kimi_requests) == 2
