@@ -244,6 +244,8 @@ def test_every_file_in_examples_hosts_is_checked() -> None:
 @pytest.mark.parametrize("name", sorted(RECIPES))
 def test_every_recipe_parses_and_names_kimi_mcp(name: str) -> None:
     parsed = recipe(name)
+    # The server's name makes the tool names hosts show (mcp__kimi__kimi_chat: docs/hosts.md).
+    assert parsed.entry.get("name", "kimi") == "kimi", parsed.entry
     if parsed.transport in ("stdio", "server"):
         assert parsed.command == "kimi-mcp" and parsed.args[0] == "serve", parsed
     if parsed.transport == "stdio":
@@ -467,3 +469,52 @@ def test_the_agent_example_continues_the_conversation_over_mcp(
     texts = user_and_assistant_texts(follow_up)
     assert texts[:2] == [("user", "Write is_palindrome."), ("assistant", "def is_palindrome(s): return s == s[::-1]")]
     assert texts[2][0] == "user" and texts[2][1].startswith("Review your answer above")
+
+
+# -- the recipes the docs show inline agree with these files -----------------------------------------------------
+
+DOCS_WITH_RECIPES = ("README.md", "docs/http.md", "docs/hosts.md")
+SECRET_KEYS = {"env", "headers"}  # their values are placeholders, written differently from file to file
+
+
+def inline_entries(text: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Each `kimi` server entry a Markdown text shows as JSON or TOML: in fenced blocks and in `…` spans."""
+    for block in re.findall(r"```(?:toml)\n(.*?)```", text, re.S):
+        document = tomllib.loads(block)
+        if "kimi" in document.get("mcp_servers", {}):
+            yield "toml", document["mcp_servers"]["kimi"]
+    for snippet in re.findall(r"```json\n(.*?)```", text, re.S) + re.findall(r"`(\{\"mcpServers\".*?\})`", text):
+        try:
+            document = json.loads(snippet)
+        except json.JSONDecodeError:
+            continue  # several JSON lines in one block: examples of tool calls, not a config
+        servers = document.get("mcpServers") or document.get("servers") or {}
+        if "kimi" in servers:
+            yield "json", servers["kimi"]
+
+
+def recipe_entries() -> list[tuple[str, dict[str, Any]]]:
+    entries = []
+    for name in RECIPES:
+        path = HOSTS / name
+        if path.suffix == ".toml":
+            entries.append(("toml", tomllib.loads(path.read_text(encoding="utf-8"))["mcp_servers"]["kimi"]))
+        elif path.suffix == ".json":
+            document = read_json(path)
+            entries.append(("json", (document.get("mcpServers") or document["servers"])["kimi"]))
+    return entries
+
+
+@pytest.mark.parametrize("doc", DOCS_WITH_RECIPES)
+def test_the_recipes_the_docs_show_are_ones_examples_hosts_has(doc: str) -> None:
+    """A config the docs show inline is one of the tested files, or part of one: its keys are the file's, with the
+    same values (secrets aside). So a recipe fixed here but not there, or the other way round, fails."""
+    recipes = recipe_entries()
+    for kind, shown in inline_entries((REPO / doc).read_text(encoding="utf-8")):
+        plain = {key: value for key, value in shown.items() if key not in SECRET_KEYS}
+        matches = [
+            entry
+            for entry_kind, entry in recipes
+            if entry_kind == kind and set(shown) <= set(entry) and all(entry[k] == v for k, v in plain.items())
+        ]
+        assert matches, f"{doc} shows a kimi server no file in examples/hosts has: {shown}"
