@@ -125,6 +125,16 @@ def test_wrong_base_url_fails_at_models_with_the_expected_value(
     assert checks["api.tcp"]["status"] == "ok" and checks["wire"]["status"] == "skipped"
 
 
+def test_model_the_backend_does_not_list(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], kimi_env: dict[str, str]
+) -> None:
+    status, checks, _ = doctor(monkeypatch, capsys, {**kimi_env, "KIMI_MCP_MODEL": "kimi-k9-imaginary"})
+    assert status == 1
+    assert failed(checks) == {"models"}
+    assert checks["models"]["detail"] == "GET /v1/models lists kimi-for-coding, not kimi-k9-imaginary"
+    assert checks["models"]["fix"] == "set KIMI_MCP_MODEL to one of: kimi-for-coding"
+
+
 def test_unresolvable_host_fails_at_dns_within_the_bound(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], kimi_env: dict[str, str]
 ) -> None:
