@@ -10,6 +10,7 @@ import os
 import socket
 import sqlite3
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 
 from kimi_mcp import cli
+from kimi_mcp.doctor.model import STEP_SECONDS
 from kimi_mcp.doctor.runner import NAMES
 from kimi_mcp.settings import DEFAULT_BASE_URL
 from kimi_mcp.store.db import DB_FILE_NAME, SCHEMA_VERSION
@@ -26,6 +28,7 @@ from kimi_mcp.testing.installed import installed_kimi_mcp
 
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
 NETWORK = ("api.dns", "api.tcp", "api.tls", "oauth.dns", "oauth.tcp", "oauth.tls", "proxy", "models", "wire")
+HANG_SECONDS = 40.0  # far past the DNS step's bound (STEP_SECONDS) and the whole run's (RUN_SECONDS)
 WRONG_KEY = "sk-kimi-wrong-key-0123456789abcdef"
 
 
@@ -148,6 +151,32 @@ def test_unresolvable_host_fails_at_dns_within_the_bound(
     assert "KIMI_CODE_BASE_URL" in checks["api.dns"]["fix"] and "DNS" in checks["api.dns"]["fix"]
     assert checks["api.tcp"]["status"] == checks["api.tls"]["status"] == "skipped"
     assert checks["models"]["status"] == "skipped" and "api.dns" in checks["models"]["detail"]
+
+
+def test_a_hanging_resolver_is_bounded_and_not_waited_for(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], kimi_env: dict[str, str]
+) -> None:
+    """No DNS server answering: the check gives up after its bound, and the report does not wait for the resolver
+    (anyio.run would, for a lookup in its executor), so doctor ends long before the lookup would."""
+    host = "kimi-doctor-hang.invalid"
+    real = socket.getaddrinfo
+    released = threading.Event()
+
+    def hanging(name: Any, *args: Any, **kwargs: Any) -> Any:
+        if name == host:
+            released.wait(HANG_SECONDS)
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", hanging)
+    started = time.monotonic()
+    try:
+        status, checks, _ = doctor(monkeypatch, capsys, {**kimi_env, "KIMI_CODE_BASE_URL": f"https://{host}/coding"})
+        elapsed = time.monotonic() - started
+    finally:
+        released.set()
+    assert elapsed < HANG_SECONDS - 5, elapsed
+    assert status == 1 and failed(checks) == {"api.dns"}
+    assert checks["api.dns"]["detail"] == f"no answer from {host}:443 within {STEP_SECONDS:g} s"
 
 
 def test_bad_key_is_refused_at_models_and_never_shown(
