@@ -7,22 +7,19 @@ by kimi_mcp/netcause.py, in the words the rest of kimi-mcp uses.
 
 from __future__ import annotations
 
-import contextlib
 import socket
 import ssl
-import threading
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import anyio
-import anyio.from_thread
-import anyio.lowlevel
 import httpx2
 from anyio.streams.tls import TLSAttribute
 
 from kimi_mcp.netcause import describe_transport_error
 
 from .model import STEP_SECONDS, Check, fail, ok, skipped
+from .threads import run_abandonable
 
 
 @dataclass(frozen=True)
@@ -53,31 +50,14 @@ def refuses(exc: BaseException) -> bool:
 
 
 async def resolve(host: str, port: int) -> list[str]:
-    """The addresses of `host`, looked up in a daemon thread of its own.
+    """The addresses of `host`; looked up in an abandonable thread, so a hung resolver costs only our bound."""
 
-    Not `anyio.getaddrinfo`: that runs in the event loop's executor, and `anyio.run` waits for the executor's
-    threads on the way out, so a resolver that hangs (no DNS server answering) would hold the report back for as
-    long as the system resolver keeps retrying, whatever our bound. A daemon thread is simply left behind.
-    """
-    token = anyio.lowlevel.current_token()
-    done = anyio.Event()
-    outcome: list[list[str] | Exception] = []
+    def lookup() -> list[str]:
+        answers = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        return sorted({str(sockaddr[0]) for *_, sockaddr in answers})
 
-    def lookup() -> None:
-        try:
-            answers = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-            outcome.append(sorted({str(sockaddr[0]) for *_, sockaddr in answers}))
-        except Exception as exc:  # gaierror, or UnicodeError for a name IDNA cannot encode
-            outcome.append(exc)
-        with contextlib.suppress(Exception):  # the loop may be gone when a hung lookup finally returns
-            anyio.from_thread.run_sync(done.set, token=token)
-
-    threading.Thread(target=lookup, name=f"doctor-dns-{host}", daemon=True).start()
     with anyio.fail_after(STEP_SECONDS):
-        await done.wait()
-    if isinstance(outcome[0], Exception):
-        raise outcome[0]
-    return outcome[0]
+        return await run_abandonable(lookup, f"resolve {host}")
 
 
 async def connect(host: str, port: int) -> None:

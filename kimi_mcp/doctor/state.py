@@ -12,7 +12,6 @@ import stat
 from pathlib import Path
 
 import anyio
-import anyio.to_thread
 
 from kimi_mcp.auth.store import CREDENTIALS_FILE
 from kimi_mcp.errors import HomeUnusable, StoreUnreadable
@@ -20,6 +19,7 @@ from kimi_mcp.fs import ensure_private_dir
 from kimi_mcp.store.db import DB_FILE_NAME, SCHEMA_VERSION
 
 from .model import STEP_SECONDS, Check, fail, ok, skipped
+from .threads import run_abandonable
 
 FOLDER, CREDENTIALS, STORE = "state.folder", "state.credentials", "state.store"
 _STORE_FIX = "move {path} away (or delete it): kimi-mcp starts a new, empty one (earlier conversations are gone)"
@@ -68,7 +68,7 @@ async def store_check(home: Path) -> Check:
         return fail(STORE, f"{path} has mode {mode:o}: other users can read your conversations", f"chmod 600 {path}")
     with anyio.move_on_after(2 * STEP_SECONDS):
         try:
-            verdict, version = await anyio.to_thread.run_sync(_inspect, path, abandon_on_cancel=True)
+            verdict, version = await run_abandonable(lambda: _inspect(path), "store integrity")
         except sqlite3.DatabaseError as exc:
             unreadable = StoreUnreadable(str(path), str(exc))
             return fail(STORE, unreadable.message, _STORE_FIX.format(path=path))
