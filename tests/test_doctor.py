@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from kimi_mcp import cli
+from kimi_mcp.auth.store import CredentialStore
 from kimi_mcp.doctor.model import STEP_SECONDS
 from kimi_mcp.doctor.runner import NAMES
 from kimi_mcp.settings import DEFAULT_BASE_URL
@@ -392,6 +393,23 @@ def test_no_credential_at_all(
     assert status == 1
     assert failed(checks) == {"credential"}
     assert "kimi-mcp login" in checks["credential"]["fix"] and "KIMI_API_KEY" in checks["credential"]["fix"]
+    assert checks["models"]["status"] == "skipped"
+
+
+def test_login_kimi_refused_to_refresh_needs_a_new_login(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], kimi_env: dict[str, str], fake_kimi: FakeKimi
+) -> None:
+    home = Path(kimi_env["KIMI_MCP_HOME"])
+    login = store_issued_login(fake_kimi, home)
+    store = CredentialStore(home)
+    with store.locked_sync():
+        store.write_sync(login.model_copy(update={"refresh_rejected": True}))
+    env = {k: v for k, v in kimi_env.items() if k != "KIMI_API_KEY"}
+    status, checks, _ = doctor(monkeypatch, capsys, env)
+    assert status == 1
+    assert failed(checks) == {"credential"}
+    assert "Your Kimi login has expired." in checks["credential"]["detail"]
+    assert checks["credential"]["fix"].startswith("run `kimi-mcp login`")
     assert checks["models"]["status"] == "skipped"
 
 
