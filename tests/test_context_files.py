@@ -193,6 +193,15 @@ def test_a_subfolder_keeps_the_gitignore_rules_of_the_folders_above_it(repo: Pat
     assert skips(fileset) == {("src/util/trace.log", "gitignored"), ("src/util/local_x.py", "gitignored")}
 
 
+def test_an_edited_gitignore_counts_on_the_next_read(repo: Path) -> None:
+    """Parsed .gitignore files are cached by their text: editing one between two reads still changes the walk."""
+    assert ("src/util/local_x.py", "gitignored") in skips(read(repo, str(repo / "src")))
+    write(repo / "src" / ".gitignore", "*.json\n")
+    again = read(repo, str(repo / "src"))
+    assert "src/util/local_x.py" in paths(again)
+    assert ("src/util/data.json", "gitignored") in skips(again)
+
+
 def test_git_info_exclude_counts_and_a_build_named_python_package_is_source(repo: Path) -> None:
     write(repo / ".git" / "info" / "exclude", "scratch/\n")
     write(repo / "scratch" / "notes.md", "mine\n")
@@ -314,6 +323,29 @@ def test_wire_bytes_is_what_the_block_adds_to_the_request_body(text: str) -> Non
     with_block = json.loads(json.dumps(body))
     with_block["messages"][0]["content"].insert(0, {"type": "text", "text": block})
     assert body_bytes(with_block) - body_bytes(body) == wire_bytes(block)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"plain = 1\n",
+        b'quotes = "a\\b"\tand a tab, no newline at the end',
+        "\ufeffbom = 'é'\r\nwindows = 2\r\n".encode(),  # a BOM and CRLF: the text is not the bytes read
+        b"x = 1\n" * 1500 + b"caf\xe9\n",  # a stray Latin-1 byte past the head: U+FFFD, 3 bytes, not 1
+        "中文 \x1b[0m \x7f \u2028 😀\n".encode(),  # CJK, an escape, DEL, a line separator, an emoji
+    ],
+)
+def test_what_reading_measures_is_what_the_block_sends(tmp_path: Path, content: bytes) -> None:
+    """The JSON size and line count measured from the bytes read are those of the decoded text's block."""
+    write(tmp_path / "f.txt", content)
+    (file,) = read(tmp_path, str(tmp_path / "f.txt")).files
+    assert file.lines == read_module.count_lines(file.text)
+    assert file.tokens == estimate_tokens(file.text)
+    (packed,) = pack([file], [], ROOMY).files
+    assert packed.text is not None and packed.wire_bytes == wire_bytes(packed.text)
+    assert packed.tokens == estimate_tokens(packed.text)
+    by_hand = file._replace(json_bytes=None)  # a ContextFile built without the measure: pack measures it
+    assert pack([by_hand], [], ROOMY).files[0].wire_bytes == packed.wire_bytes
 
 
 # -- the budget -----------------------------------------------------------------------------------------------

@@ -35,7 +35,9 @@ from kimi_mcp.context_files.pack import (
     PackedFile,
     PackedFiles,
     diff_sent,
+    file_order,
     pack,
+    pack_sorted,
     path_order,
     render,
     wire_bytes,
@@ -88,8 +90,11 @@ def collect(
     `NoContextFiles` when nothing at all can be sent. `on_progress(files read, files to read)`."""
     walked = expand(specs, policy, check_cancelled=check_cancelled)
     read = read_all(walked.candidates, max_file_bytes, on_progress=on_progress, check_cancelled=check_cancelled)
-    files = sorted((r for r in read if isinstance(r, ContextFile)), key=lambda f: path_order(f.path))
-    skipped = walked.skipped + [r for r in read if isinstance(r, SkippedPath)]
+    files: list[ContextFile] = []
+    skipped = walked.skipped
+    for result in read:
+        (files if type(result) is ContextFile else skipped).append(result)  # type: ignore[arg-type]
+    files.sort(key=file_order)
     skipped.sort(key=lambda s: (path_order(s.path), s.reason))
     fileset = FileSet(tuple(files), tuple(skipped))
     if not files:
@@ -134,7 +139,7 @@ async def prepare_files(
             on_progress=report,
             check_cancelled=anyio.from_thread.check_cancelled,
         )
-        return pack(fileset.files, fileset.skipped, budget, on_overflow=on_overflow, previously_sent=previously_sent)
+        return pack_sorted(fileset, budget, on_overflow=on_overflow, previously_sent=previously_sent)
 
     return await anyio.to_thread.run_sync(work, _reporter(on_progress))
 

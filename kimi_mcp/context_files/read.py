@@ -14,8 +14,8 @@ from collections.abc import Callable, Sequence
 from hashlib import sha256
 
 from kimi_mcp.access import read_regular
-from kimi_mcp.context_files.model import ContextFile, SkippedPath
-from kimi_mcp.context_files.tokens import estimate_tokens
+from kimi_mcp.context_files.model import ContextFile, SkippedPath, json_size
+from kimi_mcp.context_files.tokens import PER_BYTE, SCALE, estimate_tokens
 from kimi_mcp.context_files.walk import Candidate, _new_tuple
 from kimi_mcp.errors import FileAccessDenied
 
@@ -34,15 +34,27 @@ def read_one(candidate: Candidate, max_file_bytes: int) -> ContextFile | Skipped
         return SkippedPath(candidate.path, "unreadable", exc.strerror or type(exc).__name__)
     if data is None:
         return SkippedPath(candidate.path, "too_large", f"{size:,} bytes, over {max_file_bytes:,}")
-    text = _decode(data)
-    if text is None:
+    decoded = _decode(data)
+    if decoded is None:
         return SkippedPath(candidate.path, "binary")
-    newlines = text.count("\n")
-    lines = newlines + 1 if text and text[-1] != "\n" else newlines  # count_lines, inline: once a file
-    # ContextFile(path, real, text, size, lines, tokens, sha256), built as walk.py builds its tuples.
+    text, as_read = decoded
+    # The text's UTF-8 is the file's own bytes unless decoding changed them (a BOM, CRLF, U+FFFD): no copy then.
+    json_bytes, newlines = json_size(data if as_read else text.encode("utf-8"))
+    lines = newlines + 1 if text and text[-1] != "\n" else newlines  # count_lines, without a pass of its own
+    # ContextFile(path, real, text, size, lines, tokens, sha256, json_bytes), built as walk.py builds its tuples.
     return _new_tuple(
         ContextFile,
-        (candidate.path, candidate.real, text, len(data), lines, estimate_tokens(text), sha256(data).hexdigest()),
+        (
+            candidate.path,
+            candidate.real,
+            text,
+            len(data),
+            lines,
+            # estimate_tokens(text); for ASCII (as many characters as bytes), its first line, without the call
+            -(-len(data) * PER_BYTE // SCALE) if as_read and len(text) == len(data) else estimate_tokens(text),
+            sha256(data).hexdigest(),
+            json_bytes,
+        ),
     )
 
 
@@ -77,8 +89,8 @@ def count_lines(text: str) -> int:
     return text.count("\n") + (1 if text and not text.endswith("\n") else 0)
 
 
-def _decode(data: bytes) -> str | None:
-    """The text, or None for binary content."""
+def _decode(data: bytes) -> tuple[str, bool] | None:
+    """(the text, whether its UTF-8 is `data` as read), or None for binary content."""
     if data.find(b"\0", 0, HEAD_BYTES) != -1:
         return None
     try:
@@ -87,7 +99,15 @@ def _decode(data: bytes) -> str | None:
         # Invalid bytes in the head: binary. Further on: a stray byte in a text file, shown as U+FFFD.
         if exc.start < HEAD_BYTES:
             return None
-        text = data.decode("utf-8", "replace")
+        return _normalized(data.decode("utf-8", "replace")), False
+    if "\r" not in text and not text.startswith(_BOM):
+        return text, True  # the common case, without a call
+    normalized = _normalized(text)
+    return normalized, normalized is text
+
+
+def _normalized(text: str) -> str:
+    """`text` without a byte-order mark, CRLF read as LF; the same object when there was neither."""
     if text.startswith(_BOM):
         text = text[1:]
     if "\r" in text:

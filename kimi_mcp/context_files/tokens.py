@@ -26,20 +26,20 @@ _HAN = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f
 _OTHER_CJK = re.compile("[\u1100-\u11ff\u3000-\u30ff\u3130-\u318f\u31f0-\u31ff\uac00-\ud7af\uff00-\uffef]+")
 
 # Weights in sevenths of a token keep the sum in integers: 2/7 per byte is bytes / 3.5.
-_PER_BYTE = 2
+PER_BYTE = 2
 _PER_HAN = 5.25  # 0.75 x 7
 _PER_OTHER_CJK = 7
-_SCALE = 7
+SCALE = 7
 
 
 def estimate_tokens(text: str) -> int:
     """Kimi tokens `text` is estimated to cost (see the module's docstring for the rule)."""
     if text.isascii():  # the common case for code, at C speed
-        return -(-len(text) * _PER_BYTE // _SCALE)
+        return -(-len(text) * PER_BYTE // SCALE)
     no_han = _HAN.sub("", text)
     han = len(text) - len(no_han)
     rest = _OTHER_CJK.sub("", no_han)
     other_cjk = len(no_han) - len(rest)
     other_bytes = len(rest.encode("utf-8", "surrogatepass"))
-    weighted = other_bytes * _PER_BYTE + han * _PER_HAN + other_cjk * _PER_OTHER_CJK
-    return -int(-weighted // _SCALE)
+    weighted = other_bytes * PER_BYTE + han * _PER_HAN + other_cjk * _PER_OTHER_CJK
+    return -int(-weighted // SCALE)

@@ -15,6 +15,7 @@ every platform and from turn to turn. BLOCKING (callers run it in a worker threa
 from __future__ import annotations
 
 import fnmatch
+import functools
 import os
 import re
 from collections.abc import Callable, Sequence
@@ -368,13 +369,22 @@ def _folder_prefix(folder: str) -> str:
 def _load_spec(path: str) -> tuple[GitIgnoreSpec, re.Pattern[str]] | None:
     """The patterns of an ignore file, and one regex matching wherever any of them matches (the spec decides
     what a match means: negations, folder-only patterns, the last match); None when it has no pattern."""
-    from pathspec import GitIgnoreSpec  # loaded on first use: the server's start-up never pays for it
-
     try:
-        with open(path, encoding="utf-8", errors="replace") as file:
-            spec = GitIgnoreSpec.from_lines(file.read().splitlines())
+        with open(path, "rb") as file:
+            content = file.read().decode("utf-8", "replace")
     except OSError:
         return None  # an unreadable ignore file excludes nothing
+    return _parse_spec(content)
+
+
+@functools.lru_cache(maxsize=256)
+def _parse_spec(content: str) -> tuple[GitIgnoreSpec, re.Pattern[str]] | None:
+    """`_load_spec` for the text of an ignore file. Cached by that text: the same tree read turn after turn has
+    the same .gitignore files, and parsing them (pathspec, in Python) cost more than reading them. The file is
+    read every time, so an edited one is parsed again."""
+    from pathspec import GitIgnoreSpec  # loaded on first use: the server's start-up never pays for it
+
+    spec = GitIgnoreSpec.from_lines(content.splitlines())
     regexes = [p.regex for p in spec.patterns if p.include is not None and getattr(p, "regex", None) is not None]
     if not regexes:
         return None  # blank, or only comments (as git's template .git/info/exclude)
