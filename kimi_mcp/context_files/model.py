@@ -85,13 +85,13 @@ def json_size(data: bytes) -> tuple[int, int]:
     few dozen that are escaped. Those are all ASCII, which UTF-8 never uses inside a longer character, so the
     count is exact: 2 bytes for `"`, backslash, newline, CR, tab, backspace and form feed, 6 (`\\u001b`) for
     the other control characters. The newlines come with it, for the line count."""
-    escaped = data.translate(None, _WRITTEN_AS_IS)
-    six = len(escaped.translate(None, _SHORT_ESCAPES))
+    escaped = data.translate(None, WRITTEN_AS_IS)
+    six = len(escaped.translate(None, SHORT_ESCAPES))
     return len(data) + len(escaped) + 4 * six, escaped.count(b"\n")
 
 
-_SHORT_ESCAPES = b'"\\\n\r\t\b\f'
-_WRITTEN_AS_IS = bytes(sorted(set(range(256)) - set(range(0x20)) - set(b'"\\')))
+SHORT_ESCAPES = b'"\\\n\r\t\b\f'
+WRITTEN_AS_IS = bytes(sorted(set(range(256)) - set(range(0x20)) - set(b'"\\')))
 
 
 @dataclass(frozen=True)

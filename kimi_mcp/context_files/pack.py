@@ -211,12 +211,22 @@ _BLOCK_OVERHEAD = len(_JSON.encode({"type": "text", "text": ""})) + len(",")
 
 
 def _whole(file: ContextFile, status: FileStatus) -> PackedFile:
-    header, footer = _header(file, status), _footer(file.text)
-    block = header + file.text + footer
+    path, text = file.path, file.text
+    if status == "new" and file.json_bytes is not None and _plain(path) and "&" not in path and "<" not in path:
+        # The common case, without the general path's calls (a thousand times a tree): _header's attributes are
+        # the path as it is and the lines; in JSON, its 4 quotes and its newline take a byte more each.
+        header = f'<file path="{path}" lines="{file.lines}">\n'
+        footer = "</file>" if not text or text[-1] == "\n" else "\n</file>"
+        block = header + text + footer
+        tokens = -(-len(block) * PER_BYTE // SCALE) if block.isascii() else estimate_tokens(block)
+        size = len(header) + 5 + file.json_bytes + _FOOTER_JSON[footer] + _BLOCK_OVERHEAD
+        return _new_tuple(PackedFile, (file, status, block, tokens, size, None))
+    header, footer = _header(file, status), _footer(text)
+    block = header + text + footer
     tokens = -(-len(block) * PER_BYTE // SCALE) if block.isascii() else estimate_tokens(block)  # ASCII: inline
     if status == "unchanged":
         return _new_tuple(PackedFile, (file, status, None, tokens, 0, None))
-    if file.json_bytes is None or not _plain(file.path):
+    if file.json_bytes is None or not _plain(path):
         size = wire_bytes(block)
     else:  # the text was measured when it was read; the header and the footer are ASCII with known escapes
         size = len(header) + header.count('"') + 1 + file.json_bytes + _FOOTER_JSON[footer] + _BLOCK_OVERHEAD

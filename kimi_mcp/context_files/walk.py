@@ -59,6 +59,7 @@ _GENERATED_FILES = frozenset(
         "mix.lock", "pubspec.lock", "Podfile.lock", "packages.lock.json", "flake.lock",
     )
 )  # fmt: skip
+_NAMED_SKIPS = _GENERATED_FILES | {".git"}  # _file's names, in one set for the walk's common case
 _GENERATED_SUFFIXES = (".min.js", ".min.css", ".min.mjs", ".js.map", ".mjs.map", ".cjs.map", ".css.map")
 _GLOB_MAGIC = re.compile(r"[*?\[]")
 # A NamedTuple built through its class calls a Python-level __new__; tuple's own, in C, builds the same object at
@@ -205,10 +206,18 @@ class _Walker:
             if ".gitignore" in names:
                 ignores = _with_gitignore(ignores, frame.real, frame.logical)
             here = _Here(frame.logical + os.sep, self._shown_prefix(frame.logical), _rules_in(ignores, frame.logical))
-            states = frame.states
+            states, rules = frame.states, here.rules
             for entry in entries:
                 if states is None and entry.is_file(follow_symlinks=False):  # the common case, first
-                    self._file(entry.name, entry.path, here)
+                    name = entry.name
+                    if (
+                        name in _NAMED_SKIPS
+                        or name.endswith(_GENERATED_SUFFIXES)
+                        or (rules and _ignored_here(rules, name))
+                    ):
+                        self._file(name, entry.path, here)  # left out: _file says why
+                    else:
+                        self._add(entry.path, here.shown + name)  # what _file does with a file it keeps
                     continue
                 entry_states = states
                 if entry_states is not None:
