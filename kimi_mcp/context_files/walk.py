@@ -95,12 +95,14 @@ def expand(
 
 class _Frame(NamedTuple):
     """A folder to list: where it shows in the tree (`logical`), where it really is, the .gitignore files that
-    apply, and the glob's states there (None: everything under it is asked for)."""
+    apply, the glob's states there (None: everything under it is asked for), and what its entries' display paths
+    start with (its parent's and its name: None for the folder a spec names, worked out from the roots)."""
 
     logical: str
     real: str
     ignores: Ignores
     states: frozenset[int] | None
+    shown: str | None = None
 
 
 class _Walker:
@@ -192,7 +194,8 @@ class _Walker:
             if frame.real in seen_dirs:
                 continue  # a symbolic link back to a folder already listed
             seen_dirs.add(frame.real)
-            self.check_cancelled()
+            if len(seen_dirs) % 16 == 0:  # a call through anyio: every 16 folders is soon enough
+                self.check_cancelled()
             try:
                 with os.scandir(frame.real) as listing:
                     entries = list(listing)
@@ -200,12 +203,15 @@ class _Walker:
                 self._skip(self._display(frame.logical), "unreadable", folder=True)
                 continue
             names = {entry.name for entry in entries}
-            if frame.logical != base and self._skip_by_content(frame, names):
+            if ("pyvenv.cfg" in names or "CACHEDIR.TAG" in names) and frame.logical != base:
+                self._skip_by_content(frame, names)
                 continue
             ignores = frame.ignores
             if ".gitignore" in names:
                 ignores = _with_gitignore(ignores, frame.real, frame.logical)
-            here = _Here(frame.logical + os.sep, self._shown_prefix(frame.logical), _rules_in(ignores, frame.logical))
+            shown = self._shown_prefix(frame.logical) if frame.shown is None else frame.shown
+            # _Here(logical, shown, rules), built as the file tuples are: once a folder, a thousand times a tree
+            here = _new_tuple(_Here, (frame.logical + os.sep, shown, _rules_in(ignores, frame.logical)))
             states, rules = frame.states, here.rules
             for entry in entries:
                 if states is None and entry.is_file(follow_symlinks=False):  # the common case, first
@@ -289,7 +295,7 @@ class _Walker:
             return
         if states is not None and glob is not None and glob.full(states):
             states = None  # the folder itself matches: everything under it is asked for, as for a folder named
-        stack.append(_Frame(here.logical + name, real, ignores, states))
+        stack.append(_new_tuple(_Frame, (here.logical + name, real, ignores, states, f"{here.shown}{name}/")))
 
     def _file(self, name: str, real: str, here: _Here) -> None:
         if name == ".git":  # a worktree's or a submodule's pointer file
