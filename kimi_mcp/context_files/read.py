@@ -1,4 +1,5 @@
-"""Reading the files a walk found: size cap before reading, binary by content, text decoded, hashed, estimated.
+"""Reading the files a walk found: size cap before reading, binary by content, text decoded, hashed, estimated,
+and measured (its size as JSON in the request body, its lines) in one pass while its bytes are at hand.
 
 Each file is read with `access.read_regular` (open_regular's checks: no symlink swapped in, no FIFO, a regular
 file once open) at the resolved path the walk checked. Its size is checked on the open descriptor before a byte

@@ -216,14 +216,13 @@ class _Walker:
             for entry in entries:
                 if states is None and entry.is_file(follow_symlinks=False):  # the common case, first
                     name = entry.name
-                    if (
-                        name in _NAMED_SKIPS
-                        or name.endswith(_GENERATED_SUFFIXES)
-                        or (rules and _ignored_here(rules, name))
-                    ):
-                        self._file(name, entry.path, here)  # left out: _file says why
+                    # _file, in the order it asks, without its call for the files kept
+                    if name in _NAMED_SKIPS or name.endswith(_GENERATED_SUFFIXES):
+                        self._file(name, entry.path, here)  # .git, or generated: _file says which
+                    elif rules and _ignored_here(rules, name):
+                        self._skip(here.shown + name, "gitignored")
                     else:
-                        self._add(entry.path, here.shown + name)  # what _file does with a file it keeps
+                        self._add(entry.path, here.shown + name)
                     continue
                 entry_states = states
                 if entry_states is not None:
