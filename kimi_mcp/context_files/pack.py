@@ -156,7 +156,9 @@ def pack_sorted(
 ) -> PackedFiles:
     """`pack` for a FileSet as `collect` makes it, its files and skips in order already."""
     sent = previously_sent or {}
-    packed, to_send, tokens, size = [], [], 0, 0
+    packed: list[PackedFile] = []
+    to_send: list[PackedFile] = []
+    tokens = size = 0
     for file in fileset.files:  # diff_sent and the totals, in the one pass over the files
         earlier = sent.get(file.path)
         entry = _whole(file, "new" if earlier is None else "unchanged" if earlier == file.sha256 else "changed")
