@@ -1,4 +1,5 @@
-"""`kimi-mcp`: serve | login | logout | status | chat | upload. Settings come from the environment (settings.py)."""
+"""`kimi-mcp`: serve | login | logout | status | chat | upload | conversations | doctor. Settings come from the
+environment (settings.py; every one in docs/configuration.md)."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kimi-mcp",
         description="MCP server that lets any MCP host use Moonshot's Kimi Code plan (kimi-for-coding).",
-        epilog="Configuration is read from the environment: see README.md (KIMI_API_KEY, KIMI_MCP_HOME, ...).",
+        epilog="Settings come from the environment (KIMI_API_KEY, KIMI_MCP_HOME, ...): see docs/configuration.md.",
     )
     parser.add_argument("--version", action="version", version=f"kimi-mcp {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
