@@ -204,7 +204,8 @@ def test_status_on_the_platform_exits_0_and_says_usage_is_not_available(
     assert lines[2].startswith("Backend:   OpenAI-compatible backend") and "/v1/usages answered 404" in lines[2]
     assert lines[3] == f"Model:     {PLATFORM_MODEL}, listed by /v1/models; context 262,144 tokens (listed)"
     assert lines[4].startswith("Quota:     not available on this backend")
-    assert len(lines) == 5 and KEY not in done.stdout + done.stderr
+    assert lines[5].startswith("Store:     no conversations yet")  # the conversation store's line comes last
+    assert len(lines) == 6 and KEY not in done.stdout + done.stderr
 
 
 def test_status_names_the_listed_models_and_exits_1_for_a_rejected_key(
