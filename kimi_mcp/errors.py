@@ -21,6 +21,17 @@ class SettingsError(KimiMcpError):
     """A setting has a value that is not allowed (the message names the variable)."""
 
 
+class SocksProxyUnsupported(KimiMcpError):
+    """A proxy variable names a SOCKS proxy, which httpx2 speaks only with the optional `socksio` package."""
+
+    def __init__(self, variable: str) -> None:
+        super().__init__(
+            f"{variable} names a SOCKS proxy, and the HTTP client needs the `socksio` package for that, which is not "
+            "installed. Install it beside kimi-mcp (`pip install socksio`, `pipx inject kimi-mcp socksio`, or "
+            "`uvx --with socksio kimi-mcp serve`), or use an HTTP proxy instead (docs/troubleshooting.md)."
+        )
+
+
 class LoginRequired(KimiMcpError):
     """No usable credential: neither an API key nor a valid stored login."""
 

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 
 import httpx2
 
+from kimi_mcp import errors
 from kimi_mcp.identity import is_protected_header, request_headers
 from kimi_mcp.settings import Settings
 
@@ -47,9 +48,21 @@ def build_http_client(settings: Settings, *, timeout: float | None = None) -> ht
             request.headers[_VERSION_HEADER] = ANTHROPIC_VERSION
 
     read_timeout = timeout if timeout is not None else settings.timeout_seconds
-    return httpx2.AsyncClient(
-        headers=identity,
-        timeout=httpx2.Timeout(read_timeout, connect=_CONNECT_TIMEOUT),
-        event_hooks={"request": [guard]},
-        follow_redirects=False,
-    )
+    try:
+        return httpx2.AsyncClient(
+            headers=identity,
+            timeout=httpx2.Timeout(read_timeout, connect=_CONNECT_TIMEOUT),
+            event_hooks={"request": [guard]},
+            follow_redirects=False,
+        )
+    except ImportError:  # httpx2 builds a SOCKS proxy's transport only with socksio installed
+        raise errors.SocksProxyUnsupported(_socks_proxy_variable(os.environ)) from None
+
+
+def _socks_proxy_variable(environ: Mapping[str, str]) -> str:
+    """The proxy variable (any case) that names a SOCKS proxy, for the error that says what to change."""
+    for name in ("ALL_PROXY", "HTTPS_PROXY", "HTTP_PROXY"):
+        for variable in (name, name.lower()):
+            if environ.get(variable, "").strip().lower().startswith("socks"):
+                return variable
+    return "A proxy variable"

@@ -114,6 +114,16 @@ def test_chat_reports_an_upstream_error_in_one_line(kimi_env: dict[str, str], fa
     assert "kimi-mcp: kimi-mcp" not in done.stderr
 
 
+def test_a_socks_proxy_without_socksio_is_one_line_saying_what_to_install(
+    kimi_env: dict[str, str], fake_kimi: FakeKimi
+) -> None:
+    done = run("chat", "hi", env=kimi_env | {"all_proxy": "socks5://127.0.0.1:1080"})
+    assert done.returncode == 1, done.stderr
+    assert "all_proxy names a SOCKS proxy" in done.stderr and "pip install socksio" in done.stderr
+    assert "Traceback" not in done.stderr and "ImportError" not in done.stderr
+    assert fake_kimi.chat_requests() == []
+
+
 def test_the_sdk_retry_line_is_not_in_the_default_log(kimi_env: dict[str, str], fake_kimi: FakeKimi) -> None:
     fake_kimi.script(Fault(status=500), Reply(text="ok"))
     done = run("chat", "hi", env=kimi_env)

@@ -232,6 +232,21 @@ async def test_server_starts_without_credentials_and_kimi_chat_explains_the_logi
     assert status_of(status)["base_url"] == unreachable
 
 
+async def test_a_socks_proxy_without_socksio_is_a_tool_error_saying_what_to_install(
+    kimi_env: dict[str, str], fake_kimi: FakeKimi, tmp_path: Path
+) -> None:
+    env = kimi_env | {"ALL_PROXY": "socks5://127.0.0.1:1080"}
+    async with stdio_server(env, tmp_path / "stderr.log") as client:
+        result = await client.call_tool("kimi_chat", {"prompt": "hi"})
+        names = {tool.name for tool in (await client.list_tools()).tools}  # and it keeps serving
+
+    assert result.is_error
+    message = text_of(result)
+    assert "ALL_PROXY names a SOCKS proxy" in message and "socksio" in message, message
+    assert "ImportError" not in message and "unexpected" not in message
+    assert "kimi_chat" in names and fake_kimi.chat_requests() == []
+
+
 async def test_device_login_from_inside_the_host_then_kimi_chat_works_and_no_token_leaks(
     kimi_env: dict[str, str], fake_kimi: FakeKimi, tmp_path: Path
 ) -> None:
