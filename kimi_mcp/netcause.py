@@ -14,16 +14,43 @@ import ssl
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
+from kimi_mcp.proxies import ProxyRoute, route_for
+
 __all__ = ["describe_transport_error"]
 
 _MAX_DEPTH = 32  # chains are short; the bound only guards against a cycle we fail to spot
 
 
-def describe_transport_error(exc: BaseException, url: str) -> str:
+def describe_transport_error(exc: BaseException, url: str, *, proxied: bool = True) -> str:
     """A short lowercase phrase naming why `url` could not be reached, e.g. "could not resolve api.kimi.com".
 
-    Falls back to "network error (<ExceptionType>)" when nothing in the chain is recognised.
+    When the HTTP client reaches `url` through a proxy (`proxied`: the request went through the client, which
+    honours the proxy variables), a failure to resolve or connect is the proxy's, and the phrase names it and its
+    variable; any other cause says it came through the proxy. Falls back to "network error (<ExceptionType>)"
+    when nothing in the chain is recognised.
     """
+    route = route_for(url) if proxied else ProxyRoute(None, None)
+    if route.proxy is None:
+        return _describe(exc, url)
+    chain = list(_chain(exc))
+    proxy = route.description
+    if any(_named(link, "ProxyError") for link in chain):  # e.g. 407: the proxy refused the tunnel
+        return f"{proxy} refused the connection to {_host_and_place(url)[1]} ({_reason(exc, chain)})"
+    if any(isinstance(link, socket.gaierror) for link in chain):
+        return f"could not resolve {proxy}"
+    if any(isinstance(link, ConnectionRefusedError) for link in chain):
+        return f"connection refused by {proxy}"
+    if any(_named(link, "ConnectTimeout") for link in chain):
+        return f"timed out connecting to {proxy}"
+    return f"{_describe(exc, url)}, through {proxy}"
+
+
+def _reason(exc: BaseException, chain: list[BaseException]) -> str:
+    text = next((str(link) for link in chain if _named(link, "ProxyError") and str(link)), "")
+    return text[:120] or type(exc).__name__
+
+
+def _describe(exc: BaseException, url: str) -> str:
     host, where = _host_and_place(url)
     chain = list(_chain(exc))
     for link in chain:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import stat
 import subprocess
 import sys
@@ -121,6 +122,19 @@ def test_a_socks_proxy_without_socksio_is_one_line_saying_what_to_install(
     assert done.returncode == 1, done.stderr
     assert "all_proxy names a SOCKS proxy" in done.stderr and "pip install socksio" in done.stderr
     assert "Traceback" not in done.stderr and "ImportError" not in done.stderr
+    assert fake_kimi.chat_requests() == []
+
+
+def test_a_proxy_that_refuses_connections_is_named_with_its_variable(
+    kimi_env: dict[str, str], fake_kimi: FakeKimi
+) -> None:
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    done = run("chat", "hi", env=kimi_env | {"HTTP_PROXY": f"http://someone:PROXY-PASSWORD@127.0.0.1:{port}"})
+    assert done.returncode == 1, done.stderr
+    assert f"connection refused by the proxy 127.0.0.1:{port} (HTTP_PROXY)" in done.stderr, done.stderr
+    assert "PROXY-PASSWORD" not in done.stderr and "Traceback" not in done.stderr
     assert fake_kimi.chat_requests() == []
 
 

@@ -46,7 +46,7 @@ class Endpoint:
 
 def refuses(exc: BaseException) -> bool:
     """Whether a connect failed because nothing listens there (as opposed to silence or a DNS failure)."""
-    return "connection refused" in describe_transport_error(exc, "")
+    return "connection refused" in describe_transport_error(exc, "", proxied=False)
 
 
 async def resolve(host: str, port: int) -> list[str]:
@@ -124,7 +124,7 @@ def cause(exc: BaseException, place: str, url: str) -> str:
     """Why a step failed, in netcause's words; a timeout of our own bound names the bound."""
     if isinstance(exc, TimeoutError):
         return f"no answer from {place} within {STEP_SECONDS:g} s"
-    return describe_transport_error(exc, url)
+    return describe_transport_error(exc, url, proxied=False)  # our own socket: no proxy in between
 
 
 def _cause(exc: BaseException, endpoint: Endpoint) -> str:

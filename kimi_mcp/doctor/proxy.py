@@ -10,22 +10,21 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 import httpx2
-from httpx2._utils import URLPattern, get_environment_proxies
+
+from kimi_mcp.proxies import ProxyRoute, route_for
 
 from .model import Check, fail, ok, skipped
 from .network import Endpoint, cause, connect, refuses
 
 PROXY = "proxy"
 TRUST = "tls.trust"
-_DEFAULT_PORTS = {"http": 80, "https": 443, "socks5": 1080, "socks5h": 1080}
 
 
 @dataclass(frozen=True)
 class Route:
-    """How the client reaches one endpoint: directly (proxy None) or through `proxy`, set by `variable`."""
+    """How the client reaches one endpoint (`kimi_mcp.proxies.ProxyRoute`), with the endpoint it is for."""
 
     endpoint: Endpoint
     proxy: str | None
@@ -33,21 +32,12 @@ class Route:
 
     @property
     def proxy_place(self) -> tuple[str, int]:
-        parts = urlsplit(self.proxy or "")
-        return parts.hostname or "", parts.port or _DEFAULT_PORTS.get(parts.scheme, 80)
+        return ProxyRoute(self.proxy, self.variable).place
 
 
 def route(endpoint: Endpoint, environ: Mapping[str, str] | None = None) -> Route:
-    environ = os.environ if environ is None else environ
-    # Sorted by pattern alone, most specific first, exactly as the client orders its mounts.
-    patterns = sorted(((URLPattern(key), value) for key, value in get_environment_proxies().items()), key=_first)
-    url = httpx2.URL(endpoint.url)
-    for pattern, proxy in patterns:
-        if pattern.matches(url):
-            if proxy is None:
-                return Route(endpoint, None, "NO_PROXY")
-            return Route(endpoint, _without_credentials(proxy), _variable_of(pattern.scheme or "all", environ))
-    return Route(endpoint, None, None)
+    found = route_for(endpoint.url, environ)
+    return Route(endpoint, found.proxy, found.variable)
 
 
 async def proxy_check(routes: Sequence[Route], offline: bool) -> Check:
@@ -89,10 +79,6 @@ def trust_check() -> Check:
     return ok(TRUST, f"{source} ({loaded})")
 
 
-def _first(item: tuple[URLPattern, str | None]) -> URLPattern:
-    return item[0]
-
-
 def _where(r: Route) -> str:
     if r.proxy is None:
         return f"{r.endpoint.host}: direct" + (" (exempted by NO_PROXY)" if r.variable == "NO_PROXY" else "")
@@ -102,18 +88,3 @@ def _where(r: Route) -> str:
 def _cause(exc: BaseException, r: Route) -> str:
     host, port = r.proxy_place
     return cause(exc, f"the proxy {host}:{port}", r.proxy or "")
-
-
-def _variable_of(scheme: str, environ: Mapping[str, str]) -> str:
-    """The variable urllib took the proxy from: the lowercase spelling wins when both are set, as in urllib."""
-    for name in (f"{scheme}_proxy", f"{scheme.upper()}_PROXY"):
-        if environ.get(name):
-            return name
-    return f"{scheme.upper()}_PROXY"
-
-
-def _without_credentials(proxy: str) -> str:
-    """The proxy URL without any user:password, which must never be printed."""
-    parts = urlsplit(proxy)
-    host = parts.hostname or ""
-    return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")

@@ -96,3 +96,54 @@ def test_a_cycle_in_the_chain_ends() -> None:
 def test_a_url_that_does_not_parse_is_cut_before_its_query() -> None:
     text = describe_transport_error(ValueError(), "http://[bad?token=SECRET")
     assert "SECRET" not in text
+
+
+# -- through a proxy: the phrase names the proxy and the variable that set it ------------------------------------
+
+PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
+
+
+@pytest.fixture(autouse=True)
+def no_proxy_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test here starts without proxy variables, whatever the machine running it has set."""
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+
+
+@pytest.mark.parametrize(
+    ("exc", "expected"),
+    [
+        (chained(httpx2.ConnectError("x"), refused()), "connection refused by the proxy 10.0.0.9:3128 (HTTPS_PROXY)"),
+        (
+            chained(httpx2.ConnectError("x"), socket.gaierror(-2, "Name or service not known")),
+            "could not resolve the proxy 10.0.0.9:3128 (HTTPS_PROXY)",
+        ),
+        (httpx2.ConnectTimeout("x"), "timed out connecting to the proxy 10.0.0.9:3128 (HTTPS_PROXY)"),
+        (
+            httpx2.ProxyError("407 Proxy Authentication Required"),
+            "the proxy 10.0.0.9:3128 (HTTPS_PROXY) refused the connection to api.kimi.com "
+            "(407 Proxy Authentication Required)",
+        ),
+        (
+            chained(httpx2.ConnectError("x"), cert_error()),
+            "TLS certificate of api.kimi.com could not be verified (self-signed certificate), "
+            "through the proxy 10.0.0.9:3128 (HTTPS_PROXY)",
+        ),
+    ],
+)
+def test_through_a_proxy_the_proxy_and_its_variable_are_named(
+    exc: BaseException, expected: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://alice:PROXY-PASSWORD@10.0.0.9:3128")
+    described = describe_transport_error(exc, URL)
+    assert described == expected
+    assert "PROXY-PASSWORD" not in described and "alice" not in described
+
+
+def test_a_host_no_proxy_exempts_and_a_direct_socket_are_described_as_before(monkeypatch: pytest.MonkeyPatch) -> None:
+    exc = chained(httpx2.ConnectError("x"), refused())
+    monkeypatch.setenv("HTTPS_PROXY", "http://10.0.0.9:3128")
+    assert describe_transport_error(exc, URL, proxied=False) == "connection refused by api.kimi.com"
+    monkeypatch.setenv("NO_PROXY", "api.kimi.com")
+    assert describe_transport_error(exc, URL) == "connection refused by api.kimi.com"
