@@ -24,10 +24,8 @@ import os
 import re
 import shlex
 import subprocess
-import threading
 import tomllib
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +38,7 @@ from mcp.client.streamable_http import streamable_http_client
 from kimi_mcp import __version__
 from kimi_mcp.settings import Settings
 from kimi_mcp.testing.fake_kimi import DEFAULT_API_KEY, DEFAULT_MODEL, FakeKimi, Fault, Reply
+from kimi_mcp.testing.http_child import serving_http
 from kimi_mcp.testing.installed import installed_kimi_mcp
 
 pytestmark = pytest.mark.anyio
@@ -52,7 +51,6 @@ API_KEY_VARIABLE = "KIMI_API_KEY"
 TOKEN_VARIABLE = "KIMI_MCP_HTTP_TOKEN"
 TOKEN = "test-http-token-0123456789abcdef"  # KIMI_MCP_HTTP_TOKEN wants 16 characters or more
 DEFAULT_URL = "http://127.0.0.1:8765/mcp"  # where `kimi-mcp serve --transport http` serves without flags
-SERVING = "kimi-mcp: serving MCP on "
 READY_SECONDS = 120.0  # importing the MCP SDK alone took 10 s at a load average of 16 (docs/hosts.md)
 CALL_SECONDS = 120.0
 
@@ -299,49 +297,6 @@ async def test_a_stdio_recipe_starts_kimi_mcp_and_answers(name: str, fake_kimi: 
 # -- HTTP: serve.sh's server, each recipe's URL and header -----------------------------------------------------
 
 
-@contextmanager
-def serving(command: list[str], env: dict[str, str]) -> Iterator[str]:
-    """`command` (a `kimi-mcp serve --transport http`) running until the block ends; waits for its start-up line
-    ("kimi-mcp: serving MCP on URL"), not for a fixed time, and keeps reading stderr so the child never blocks."""
-    process = subprocess.Popen(
-        command,
-        env={"PATH": os.environ.get("PATH", ""), **env},
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        encoding="utf-8",
-        errors="replace",
-    )
-    lines: list[str] = []
-    ready = threading.Event()
-    url: list[str] = []
-
-    def pump() -> None:
-        assert process.stderr is not None
-        for line in process.stderr:
-            lines.append(line.rstrip("\n"))
-            if line.startswith(SERVING) and not url:
-                url.append(line[len(SERVING) :].strip())
-                ready.set()
-        ready.set()  # ended without serving: let the waiter see it
-
-    reader = threading.Thread(target=pump, daemon=True)
-    reader.start()
-    try:
-        ready.wait(READY_SECONDS)
-        assert url, "kimi-mcp serve --transport http did not start:\n" + "\n".join(lines)
-        yield url[0]
-    finally:
-        process.terminate()
-        try:
-            process.wait(READY_SECONDS)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        reader.join(READY_SECONDS)
-        print("--- kimi-mcp serve --transport http stderr ---\n" + "\n".join(lines))
-
-
 @pytest.fixture(scope="module")
 def http_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, FakeKimi]]:
     """serve.sh's command, run once for every HTTP recipe: its arguments plus `--port 0` (8765 may be in use),
@@ -351,7 +306,7 @@ def http_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
     with FakeKimi() as fake:
         env = {TOKEN_VARIABLE: TOKEN, API_KEY_VARIABLE: DEFAULT_API_KEY}
         env |= fake_settings(fake, tmp_path_factory.mktemp("kimi-home"))
-        with serving(command, env) as served:
+        with serving_http(command, env, READY_SECONDS) as served:
             yield served, fake
 
 

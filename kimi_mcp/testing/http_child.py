@@ -9,8 +9,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import threading
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -128,3 +129,48 @@ async def http_client(
             list_roots_callback=list_roots_callback,
         ) as client:
             yield client
+
+
+@contextmanager
+def serving_http(command: list[str], env: dict[str, str], ready_seconds: float = 120.0) -> Iterator[str]:
+    """`command` (a `kimi-mcp serve --transport http`) running until the block ends, for synchronous callers (the
+    host and recipe tests); yields its URL once it says where it serves, not after a fixed time, and keeps reading
+    its stderr (printed at the end, for a failing test's output) so the child never blocks on a full pipe."""
+    process = subprocess.Popen(
+        command,
+        env={"PATH": os.environ.get("PATH", ""), **env},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        encoding="utf-8",
+        errors="replace",
+    )
+    lines: list[str] = []
+    ready = threading.Event()
+    url: list[str] = []
+
+    def pump() -> None:
+        assert process.stderr is not None
+        for line in process.stderr:
+            lines.append(line.rstrip("\n"))
+            if line.startswith(SERVING) and not url:
+                url.append(line[len(SERVING) :].strip())
+                ready.set()
+        ready.set()  # ended without serving: let the waiter see it
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    try:
+        ready.wait(ready_seconds)
+        if not url:
+            raise RuntimeError("kimi-mcp serve --transport http did not start:\n" + "\n".join(lines))
+        yield url[0]
+    finally:
+        process.terminate()
+        try:
+            process.wait(ready_seconds)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        reader.join(ready_seconds)
+        print("--- kimi-mcp serve --transport http stderr ---\n" + "\n".join(lines))

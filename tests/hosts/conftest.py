@@ -23,7 +23,6 @@ import shlex
 import signal
 import subprocess
 import sys
-import threading
 import time
 import tomllib
 from collections.abc import Callable, Iterator
@@ -38,6 +37,7 @@ import pytest
 from kimi_mcp.server.output import NON_ASCII_WEIGHT
 from kimi_mcp.settings import Settings
 from kimi_mcp.testing.fake_kimi import FakeKimi, Fault, RecordedRequest, Reply
+from kimi_mcp.testing.http_child import serving_http
 from kimi_mcp.testing.installed import installed_kimi_mcp
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -464,7 +464,6 @@ HOST_RECIPES = {
 DEFAULT_RECIPE = {key: next(name for name, (host, _) in HOST_RECIPES.items() if host == key) for key in HOSTS}
 
 HTTP_TOKEN = "host-test-http-token-0123456789"
-SERVING = "kimi-mcp: serving MCP on "
 SERVER_READY_SECONDS = 120.0
 
 
@@ -473,41 +472,9 @@ def http_server(kimi: dict[str, str]) -> Iterator[str]:
     """examples/hosts/http-server/serve.sh's `kimi-mcp serve --transport http`, on port 0 (8765 may be taken):
     yields its URL once it says where it serves, keeps reading its stderr, stops it at the end."""
     words = shell_words("http-server/serve.sh", "kimi-mcp", {})
-    process = subprocess.Popen(
-        [str(KIMI_MCP), *words[1:], "--port", "0"],
-        env={"PATH": os.environ.get("PATH", ""), **kimi, "KIMI_MCP_HTTP_TOKEN": HTTP_TOKEN},
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        encoding="utf-8",
-        errors="replace",
-    )
-    lines: list[str] = []
-    ready = threading.Event()
-
-    def pump() -> None:
-        assert process.stderr is not None
-        for line in process.stderr:
-            lines.append(line.rstrip("\n"))
-            if line.startswith(SERVING):
-                ready.set()
-        ready.set()
-
-    reader = threading.Thread(target=pump, daemon=True)
-    reader.start()
-    try:
-        ready.wait(SERVER_READY_SECONDS)
-        served = [line[len(SERVING) :].strip() for line in lines if line.startswith(SERVING)]
-        assert served, "kimi-mcp serve --transport http did not start:\n" + "\n".join(lines)
-        yield served[0]
-    finally:
-        process.terminate()
-        try:
-            process.wait(SERVER_READY_SECONDS)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        reader.join(SERVER_READY_SECONDS)
+    command = [str(KIMI_MCP), *words[1:], "--port", "0"]
+    with serving_http(command, {**kimi, "KIMI_MCP_HTTP_TOKEN": HTTP_TOKEN}, SERVER_READY_SECONDS) as url:
+        yield url
 
 
 def session(
