@@ -138,6 +138,11 @@ def goal_cell(row: dict[str, Any]) -> str:
     return f"{row['goal'].replace('<=', '≤').replace('>=', '≥')}: {met}"
 
 
+def cell(text: str) -> str:
+    """Text safe inside a Markdown table cell (a shell pipe would end the cell)."""
+    return text.replace("|", "\\|")
+
+
 def load_cell(report: dict[str, Any]) -> str:
     return f"{report['load_before'][0]:.1f} → {report['load_after'][0]:.1f}"
 
@@ -295,13 +300,13 @@ def render(results: dict[str, dict[str, Any]]) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for row, report in rows:
-        floor = row["floor"] or "—"
+        floor = cell(row["floor"] or "—")
         if row["floor_value"] is not None:
             unit = row.get("floor_unit") or ("s" if row["unit"] == "x" else row["unit"])
             floor += f": {number(row['floor_value'], unit)}"
         smoke = " (smoke run)" if report["smoke"] else ""
         lines.append(
-            f"| {row['id']} | {row['what']}{smoke} | **{number(row['value'], row['unit'])}** | {floor} | "
+            f"| {row['id']} | {cell(row['what'])}{smoke} | **{number(row['value'], row['unit'])}** | {floor} | "
             f"{goal_cell(row)} | {load_cell(report)} | `{report['command']}` |"
         )
     counts = counts_rows(results)
