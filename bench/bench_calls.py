@@ -33,6 +33,7 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx2
@@ -102,7 +103,13 @@ async def per_call(fake: FakeKimi, home: str, calls: int) -> dict[str, float]:
 
 
 def serve_bare_stdio(upstream: str) -> None:
-    """The floor's server: a bare MCPServer over stdio with one tool streaming the request kimi_chat sends."""
+    """The floor's server over stdio (what hosts spawn)."""
+    bare_server(upstream).run("stdio")
+
+
+def bare_server(upstream: str) -> Any:
+    """The floor: a bare MCPServer with one tool streaming the request kimi_chat sends (bench_http serves it over
+    streamable HTTP). No log line per request: the floor, not a chatty server."""
     import httpx2
     from mcp.server import MCPServer
 
@@ -132,7 +139,7 @@ def serve_bare_stdio(upstream: str) -> None:
                         parts.append(event["delta"]["text"])
         return "".join(parts)
 
-    server.run("stdio")
+    return server
 
 
 def child_pids(parent: int) -> set[int]:

@@ -105,36 +105,12 @@ def run_fake() -> None:
 def serve_bare(upstream: str) -> None:
     """An MCPServer over streamable HTTP (SSE answers, like kimi-mcp), one tool, one httpx2 pool."""
     import anyio
-    import httpx2
     import uvicorn
-    from mcp.server import MCPServer
 
-    from kimi_mcp.testing.fake_kimi import DEFAULT_API_KEY
+    sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is no package
+    from bench_calls import bare_server
 
-    server = MCPServer("bare", log_level="WARNING")  # no line per request: the floor, not a chatty server
-    pool: list[httpx2.AsyncClient] = []
-
-    @server.tool()
-    async def chat(prompt: str) -> str:
-        """Send the prompt to /v1/messages, streaming, and return the text."""
-        if not pool:
-            pool.append(httpx2.AsyncClient(timeout=60))
-        body = {
-            "model": "kimi-for-coding",
-            "max_tokens": 1024,
-            "stream": True,
-            "messages": [{"role": "user", "content": [{"type": "text", "text": prompt}]}],
-        }
-        headers = {"Authorization": f"Bearer {DEFAULT_API_KEY}"}
-        parts: list[str] = []
-        async with pool[0].stream("POST", f"{upstream}/v1/messages", json=body, headers=headers) as response:
-            async for line in response.aiter_lines():
-                if line.startswith("data: "):
-                    event = json.loads(line[6:])
-                    if event.get("type") == "content_block_delta" and event["delta"].get("type") == "text_delta":
-                        parts.append(event["delta"]["text"])
-        return "".join(parts)
-
+    server = bare_server(upstream)
     sock = socket.create_server(("127.0.0.1", 0), backlog=2048)
     print(f"bare: {READY}http://127.0.0.1:{sock.getsockname()[1]}/mcp", file=sys.stderr, flush=True)
     config = uvicorn.Config(server.streamable_http_app(), log_level="warning", access_log=False, lifespan="on")

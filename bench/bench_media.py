@@ -49,6 +49,7 @@ from mcp import Client, StdioServerParameters
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is no package: _results.py sits beside us
 from _results import Recorder, headline
+from bench_calls import cpu_seconds, idle
 
 KEY = "sk-kimi-test-key"
 MIB = 1 << 20
@@ -99,22 +100,6 @@ def reset_peak(pid: int) -> None:
         Path(f"/proc/{pid}/clear_refs").write_text("5")
     except OSError:
         pass
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds a process has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-async def idle(pid: int, *, quiet_s: float = 0.5, cpu_share: float = 0.05, limit_s: float = 60.0) -> None:
-    """Wait until process `pid` uses under `cpu_share` of a core over `quiet_s` (a background import is over)."""
-    deadline = time.perf_counter() + limit_s
-    while time.perf_counter() < deadline:
-        before = cpu_seconds(pid)
-        await anyio.sleep(quiet_s)
-        if cpu_seconds(pid) - before < cpu_share * quiet_s:
-            return
 
 
 def child_pids(parent: int) -> list[int]:
