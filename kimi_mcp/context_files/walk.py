@@ -354,21 +354,10 @@ def _ignored_here(rules: Rules, name: str) -> bool:
 
 
 def _ignored(ignores: Ignores, path: str, *, is_dir: bool) -> bool:
-    """git's answer: the deepest file with a matching pattern decides, and in it the last matching pattern."""
-    for folder, spec, quick in reversed(ignores):
-        if not path.startswith(folder):
-            continue
-        relative = path[len(folder) :]
-        if os.sep != "/":
-            relative = relative.replace(os.sep, "/")
-        if is_dir:
-            relative += "/"
-        if not quick.match(relative):
-            continue  # no pattern of this file matches: the common case, decided by one regex
-        result = spec.check_file(relative)
-        if result.include is not None:
-            return bool(result.include)
-    return False
+    """git's answer for one path outside a walk: the deepest file with a matching pattern decides, and in it the
+    last matching pattern (`_ignored_here` with the rules of the path's folder)."""
+    parent, _, name = path.rstrip(os.sep).rpartition(os.sep)
+    return _ignored_here(_rules_in(ignores, parent), name + "/" if is_dir else name)
 
 
 def _with_gitignore(ignores: Ignores, real: str, logical: str, name: str = ".gitignore") -> Ignores:
