@@ -67,7 +67,10 @@ class UpstreamError(KimiMcpError):
 class Unauthorized(UpstreamError):
     def __init__(self, *, api_key: bool = False) -> None:
         if api_key:
-            message = "Kimi rejected the API key (401). Check KIMI_API_KEY: it must be a current Kimi Code API key."
+            message = (
+                "Kimi rejected the API key (401). Check KIMI_API_KEY: it must be a current key issued for the API at "
+                "KIMI_CODE_BASE_URL (a Kimi Code API key for Kimi Code, a platform key for Moonshot's platform)."
+            )
         else:
             message = (
                 "Kimi rejected the login (401) even after a token refresh. "

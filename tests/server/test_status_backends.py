@@ -219,3 +219,4 @@ def test_status_names_the_listed_models_and_exits_1_for_a_rejected_key(
     rejected = run_status({**platform_env, "KIMI_API_KEY": "sk-not-the-key"})
     assert rejected.returncode == 1
     assert "Quota:     unavailable: Kimi rejected the API key" in rejected.stdout
+    assert "a platform key for Moonshot's platform" in rejected.stdout  # not only "a Kimi Code API key"
