@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import sys
 import webbrowser
+from collections.abc import Awaitable, Callable
 from typing import TextIO
 
 import anyio
@@ -64,15 +66,50 @@ def login_command(
     settings: Settings, out: TextIO = sys.stderr, *, timing: PollTiming | None = None, open_browser: bool = True
 ) -> int:
     """Run `terminal_login` to completion; the exit status for `kimi-mcp login` (130 after Ctrl-C)."""
+    login = functools.partial(terminal_login, settings, out, timing=timing, open_browser=open_browser)
     try:
-        anyio.run(functools.partial(terminal_login, settings, out, timing=timing, open_browser=open_browser))
-    except KeyboardInterrupt:
-        _say(out, "\nLogin cancelled; nothing was stored.\n")
-        return 130
+        finished = anyio.run(_until_interrupted, login)
+    except KeyboardInterrupt:  # before the event loop took over SIGINT
+        finished = False
     except KimiMcpError as exc:
         _say(out, f"\n{exc.message}\n")
         return 1
+    if not finished:
+        _say(out, "\nLogin cancelled; nothing was stored.\n")
+        return 130
     return 0
+
+
+async def _until_interrupted(login: Callable[[], Awaitable[None]]) -> bool:
+    """Run `login`; False if Ctrl-C stopped it first.
+
+    SIGINT cancels the login through an anyio cancel scope of ours. Left to asyncio, it would cancel the task
+    natively, and that cancellation can race with the login's own task-group cancellation (the poll ending)
+    and be absorbed: the login then went on polling after Ctrl-C. Nothing is stored until the very end, and that
+    write is atomic, so stopping at any await is safe.
+    """
+    interrupted = False
+    failure: Exception | None = None
+
+    async def watch(scope: anyio.CancelScope) -> None:
+        nonlocal interrupted
+        with anyio.open_signal_receiver(signal.SIGINT) as signals:
+            async for _ in signals:
+                interrupted = True
+                scope.cancel()
+                return
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(watch, tg.cancel_scope)
+        try:
+            await login()
+        except Exception as exc:  # re-raised below, bare rather than wrapped in an ExceptionGroup
+            failure = exc
+        finally:
+            tg.cancel_scope.cancel()
+    if failure is not None and not interrupted:
+        raise failure
+    return not interrupted
 
 
 def _say(out: TextIO, text: str) -> None:
