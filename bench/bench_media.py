@@ -49,7 +49,7 @@ from mcp import Client, StdioServerParameters
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is no package: _results.py sits beside us
 from _results import Recorder, headline
-from bench_calls import cpu_seconds, idle
+from bench_calls import child_pids, cpu_seconds, idle
 
 KEY = "sk-kimi-test-key"
 MIB = 1 << 20
@@ -102,23 +102,9 @@ def reset_peak(pid: int) -> None:
         pass
 
 
-def child_pids(parent: int) -> list[int]:
-    """Processes whose parent is `parent` (Linux /proc)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == parent:
-                found.append(int(entry.name))
-    return found
-
-
 def server_pid(before: set[int]) -> int:
     """The `kimi-mcp serve` the stdio client just spawned: our new child running it."""
-    for pid in set(child_pids(os.getpid())) - before:
+    for pid in child_pids(os.getpid()) - before:
         try:
             if b"serve" in Path(f"/proc/{pid}/cmdline").read_bytes():
                 return pid
@@ -199,7 +185,7 @@ async def stdio_upload(setup: Setup, home: Path) -> dict[str, float]:
     fake, video = setup.fake, setup.video
     script = str(Path(sys.executable).parent / "kimi-mcp")
     params = StdioServerParameters(command=script, args=["serve"], env=setup.env(home))
-    before = set(child_pids(os.getpid()))
+    before = child_pids(os.getpid())
     first_progress: list[float] = []
 
     async def on_progress(progress: float, total: float | None, message: str | None) -> None:

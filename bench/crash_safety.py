@@ -54,13 +54,11 @@ import filelock
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from pydantic import ValidationError
-from starlette.requests import Request
 
 from kimi_mcp.auth.oauth import TokenResponse
 from kimi_mcp.auth.store import CREDENTIALS_FILE, CredentialStore, StoredLogin
 from kimi_mcp.store.db import DB_FILE_NAME
-from kimi_mcp.testing.fake_answer import Exchange
-from kimi_mcp.testing.fake_kimi import DEFAULT_API_KEY, FakeKimi, Fault, Reply
+from kimi_mcp.testing.fake_kimi import DEFAULT_API_KEY, FakeKimi, Reply
 from kimi_mcp.testing.fake_script import last_user_text
 from kimi_mcp.testing.http_child import KIMI_MCP
 from kimi_mcp.testing.mcp_results import chat_meta, reply_of, text_of
@@ -88,27 +86,11 @@ class SlowKimi(FakeKimi):
     def __init__(self) -> None:
         super().__init__()
         self.slow = False
-        self._planned: Reply | None = None
 
-    def _chat(self, request: Request, surface: Any) -> Any:
-        # Synchronous, on the fake's one event loop: nothing else runs between setting and clearing `_planned`.
-        self._planned = self._slow_reply(request) if self.slow else None
-        try:
-            return super()._chat(request, surface)
-        finally:
-            self._planned = None
-
-    def _next_step(self) -> Reply | Fault | None:
-        return self._planned or super()._next_step()
-
-    @staticmethod
-    def _slow_reply(request: Request) -> Reply | None:
-        exchange = next(value for value in request.scope.values() if isinstance(value, Exchange))
-        try:
-            prompt = last_user_text(json.loads(exchange.record.body))
-        except ValueError:
+    def _step_for(self, body: dict[str, Any]) -> Reply | None:
+        if not self.slow:
             return None
-        return Reply(text=f"Slow reply to: {prompt}. {STREAM_FILLER}", delay=STREAM_DELAY)
+        return Reply(text=f"Slow reply to: {last_user_text(body)}. {STREAM_FILLER}", delay=STREAM_DELAY)
 
 
 # -- one server, and where it runs ---------------------------------------------------------------------------------

@@ -50,11 +50,9 @@ from typing import Any, Literal
 import anyio
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
-from starlette.requests import Request
 
 from kimi_mcp.store.db import DB_FILE_NAME
-from kimi_mcp.testing.fake_answer import Exchange
-from kimi_mcp.testing.fake_kimi import DEFAULT_API_KEY, FakeKimi, Fault, Reply
+from kimi_mcp.testing.fake_kimi import DEFAULT_API_KEY, FakeKimi, Fault
 from kimi_mcp.testing.fake_script import last_user_text
 from kimi_mcp.testing.http_child import KIMI_MCP, http_child, http_client
 from kimi_mcp.testing.mcp_results import chat_meta, reply_of, text_of
@@ -104,27 +102,11 @@ class FaultyKimi(FakeKimi):
     def __init__(self, plan: dict[int, tuple[str, list[Fault]]]) -> None:
         super().__init__()
         self._faults = {call: deque(faults) for call, (_, faults) in plan.items()}
-        self._planned: Fault | None = None
         self.injected: Counter[str] = Counter()
         self.attempts: Counter[int] = Counter()  # call index -> chat requests that reached the fake
 
-    def _chat(self, request: Request, surface: Any) -> Any:
-        # Synchronous, on the fake's one event loop: nothing else runs between setting and clearing `_planned`.
-        self._planned = self._take(request)
-        try:
-            return super()._chat(request, surface)
-        finally:
-            self._planned = None
-
-    def _next_step(self) -> Reply | Fault | None:
-        return self._planned or super()._next_step()
-
-    def _take(self, request: Request) -> Fault | None:
-        exchange = next(value for value in request.scope.values() if isinstance(value, Exchange))
-        try:
-            tag = _CALL_TAG.search(last_user_text(json.loads(exchange.record.body)))
-        except ValueError:
-            return None
+    def _step_for(self, body: dict[str, Any]) -> Fault | None:
+        tag = _CALL_TAG.search(last_user_text(body))
         if tag is None:
             return None
         self.attempts[int(tag[1])] += 1

@@ -297,7 +297,7 @@ class FakeKimi:
         admitted = self._admit(request, exchange.record, surface)
         if isinstance(admitted, Response):
             return admitted
-        step = self._next_step() or default_reply(admitted)
+        step = self._step_for(admitted) or self._next_step() or default_reply(admitted)
         if isinstance(step, Fault):
             return _fault_answer(step, surface, exchange)
         return self._render(step, admitted, surface, exchange)
@@ -453,6 +453,11 @@ class FakeKimi:
                     self.messages_in_flight -= 1
 
         return close
+
+    def _step_for(self, body: dict[str, Any]) -> Reply | Fault | None:
+        """A step chosen from the request itself, before the script: for fakes that answer by content (the soak
+        benchmark's faults per call, the crash benchmark's slow replies). None: the script decides."""
+        return None
 
     def _next_step(self) -> Reply | Fault | None:
         with self._lock:

@@ -102,6 +102,21 @@ def test_default_reply_echoes_the_last_user_text(fake_kimi: FakeKimi) -> None:
     assert text == "Fake Kimi reply to: " + ("second " * 100)[:200]
 
 
+class _ByContent(FakeKimi):
+    """Answers a request whose prompt says "fail" with a 503, whatever the script holds."""
+
+    def _step_for(self, body: dict[str, Any]) -> Reply | Fault | None:
+        return Fault(status=503) if body["messages"][-1]["content"] == "fail" else None
+
+
+def test_a_step_chosen_by_content_comes_before_the_script_and_leaves_it_alone() -> None:
+    with _ByContent() as fake:
+        fake.script(Reply(text="scripted"))
+        assert _post(fake, _body("fail")).status_code == 503
+        assert _post(fake, _body("fine")).json()["content"][0]["text"] == "scripted"
+        assert _post(fake, _body("no key"), headers={}).status_code == 401  # refusals still come first
+
+
 def test_x_api_key_alone_is_rejected_and_recorded(fake_kimi: FakeKimi) -> None:
     response = _post(fake_kimi, _body(), headers={"x-api-key": "sk-kimi-test-key"})
     assert response.status_code == 401
