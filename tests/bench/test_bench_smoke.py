@@ -8,7 +8,6 @@ so that a goal not met there is said to be not met in the doc.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import subprocess
@@ -18,6 +17,8 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+
+from kimi_mcp.testing.scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "bench"
@@ -31,14 +32,7 @@ def load(name: str) -> ModuleType:
     """bench/ is no package: its modules are loaded by path, with bench/ on sys.path for their shared helper."""
     if str(BENCH) not in sys.path:
         sys.path.insert(0, str(BENCH))
-    if (loaded := sys.modules.get(f"bench_{name}")) is not None:
-        return loaded
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[f"bench_{name}"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script(f"bench_{name}", BENCH / f"{name}.py")
 
 
 def check_schema(report: dict[str, Any], bench: str) -> None:

@@ -11,12 +11,12 @@ The full profile (200 kills) runs from bench/ and records its figures there.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+
+from kimi_mcp.testing.scripts import load_script
 
 pytestmark = pytest.mark.anyio
 
@@ -29,15 +29,8 @@ WIRES = ("openai",)
 
 
 def load_crash_safety() -> ModuleType:
-    """bench/ is no package: load crash_safety.py by path (registered, so its dataclasses resolve their module)."""
-    if (loaded := sys.modules.get("bench_crash_safety")) is not None:
-        return loaded
-    spec = importlib.util.spec_from_file_location("bench_crash_safety", CRASH_PY)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_crash_safety"] = module
-    spec.loader.exec_module(module)
-    return module
+    """bench/ is no package: its file is loaded as a module."""
+    return load_script("bench_crash_safety", CRASH_PY)
 
 
 @pytest.mark.parametrize("kind", ["stream", "store", "refresh"])

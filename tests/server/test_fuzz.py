@@ -6,25 +6,19 @@ The full profile (≥ 500 per target) runs from bench: `python bench/fuzz_tools.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
 
 from kimi_mcp.testing.fake_kimi import FakeKimi
+from kimi_mcp.testing.scripts import load_script
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CI_EXAMPLES = 50  # per target: the whole test stays well under a minute on a loaded 2-core machine
 
 
 def load_fuzz_tools() -> ModuleType:
-    """bench/ is no package: load the fuzzer from its file (registered first, as dataclasses need)."""
-    spec = importlib.util.spec_from_file_location("fuzz_tools", REPO_ROOT / "bench" / "fuzz_tools.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("fuzz_tools", module)
-    spec.loader.exec_module(module)
-    return module
+    """bench/ is no package: its file is loaded as a module."""
+    return load_script("fuzz_tools", REPO_ROOT / "bench" / "fuzz_tools.py")
 
 
 def test_fuzzed_arguments_and_uris_get_readable_answers_and_the_server_keeps_serving(

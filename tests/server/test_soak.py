@@ -7,12 +7,12 @@ only call that must fail). The full profile (1,000 calls) runs from bench/ and r
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+
+from kimi_mcp.testing.scripts import load_script
 
 pytestmark = pytest.mark.anyio
 
@@ -20,15 +20,8 @@ SOAK_PY = Path(__file__).resolve().parents[2] / "bench" / "soak.py"
 
 
 def load_soak() -> ModuleType:
-    """bench/ is no package: load soak.py by path (registered, so its dataclasses resolve their module)."""
-    if (loaded := sys.modules.get("bench_soak")) is not None:
-        return loaded
-    spec = importlib.util.spec_from_file_location("bench_soak", SOAK_PY)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_soak"] = module
-    spec.loader.exec_module(module)
-    return module
+    """bench/ is no package: its file is loaded as a module."""
+    return load_script("bench_soak", SOAK_PY)
 
 
 @pytest.mark.parametrize("transport", ["stdio", "http"])
